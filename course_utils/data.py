@@ -1,0 +1,82 @@
+"""Data sources: a classroom directory, then the Hub, then the small samples the course ships.
+
+Every loader in the course goes through ``load_records`` so the order is the same everywhere and
+a learner always sees which source was used and how many rows came from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+SAMPLE_DIR = Path(__file__).parent / "sample_data"
+
+
+def data_dir() -> Path | None:
+    """Return the classroom data directory named by ``COURSE_DATA_DIR``, if it is set."""
+    value = os.environ.get("COURSE_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def hub_allowed(profile) -> bool:
+    """Use the Hub for data only on GPU profiles, and never when ``HF_HUB_OFFLINE=1``."""
+    return profile.has_gpu and os.environ.get("HF_HUB_OFFLINE") != "1"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Read one JSON object per line, naming the line of a bad record."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path}:{i} is not valid JSON: {err}") from err
+    return rows
+
+
+def write_jsonl(rows: list[dict], path: Path) -> Path:
+    """Write records as JSON lines (UTF-8, Chinese kept readable)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_records(path: Path) -> list[dict]:
+    """Read a .jsonl file or a .json file holding a list of records."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return read_jsonl(path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path} should hold a JSON list of records, not {type(data).__name__}")
+    return data
+
+
+def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | str,
+                 hub: Callable[[], list[dict]] | None = None, use_hub: bool = False,
+                 limit: int | None = None) -> tuple[list[dict], str]:
+    """Load records from the first source that has them and say which one it was.
+
+    Order: ``COURSE_DATA_DIR/local_file``; the Hub (``hub()``) when ``use_hub``; else the course's
+    own sample (a file name in ``sample_data/`` or a function that generates the rows).
+    Returns ``(rows, source)``.
+    """
+    root = data_dir()
+    if root is not None and (root / local_file).exists():
+        rows, source = read_records(root / local_file), f"COURSE_DATA_DIR ({root / local_file})"
+    elif hub is not None and use_hub:
+        rows, source = hub(), "Hugging Face Hub"
+    elif callable(sample):
+        rows, source = sample(), "course generator (offline sample)"
+    else:
+        rows, source = read_records(SAMPLE_DIR / sample), f"course sample ({sample})"
+    rows = rows[:limit] if limit is not None else rows
+    print(f"{name}: {len(rows)} rows from {source}")
+    return rows, source

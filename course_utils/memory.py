@@ -1,0 +1,310 @@
+"""Memory: what a model weighs, measured and estimated, and what a block of code peaked at.
+
+Estimates are computed from a model's config on PyTorch's ``meta`` device: the module tree is
+built with shapes but no storage, so the footprint of an 8B model costs nothing to compute and
+nobody has to download 16 GB to learn that it will not fit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+GiB, MB = 1024**3, 1e6
+_CONFIG_DIR = Path(__file__).parent / "sample_data" / "configs"
+
+# Bytes per weight of a quantized nn.Linear, and of the constants that come with it.
+_BYTES_PER_WEIGHT = {"int8": 1.0, "nf4": 0.5, "fp4": 0.5}
+
+
+def fmt_bytes(n: float | None) -> str:
+    """Format a byte count for people: 538.1 MB, 14.96 GiB."""
+    if n is None:
+        return "n/a"
+    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MB:.1f} MB"
+
+
+# ----------------------------------------------------------------------------- measured sizes
+
+def _logical_numel(p: torch.Tensor) -> int:
+    """Number of weights a parameter represents (a packed 4-bit tensor holds two per byte)."""
+    qs = getattr(p, "quant_state", None)
+    return int(torch.Size(qs.shape).numel()) if qs is not None else p.numel()
+
+
+def quant_state_bytes(model: nn.Module) -> int:
+    """Bytes of quantization constants that ``get_memory_footprint`` does not count.
+
+    bitsandbytes keeps them beside the parameters: per-row scales (``SCB``) for int8, per-block
+    absmax values (and, with double quantization, their own 8-bit code and scales) for 4-bit.
+    """
+    total = 0
+    for module in model.modules():
+        w = getattr(module, "weight", None)
+        qs = getattr(w, "quant_state", None)
+        if qs is not None:
+            total += qs.absmax.numel() * qs.absmax.element_size() + qs.code.numel() * 4
+            if qs.nested:
+                total += qs.state2.absmax.numel() * 4 + qs.state2.code.numel() * 4
+        state = getattr(module, "state", None)
+        scb = getattr(state, "SCB", None) if state is not None else None
+        if scb is not None:
+            total += scb.numel() * scb.element_size()
+    return total
+
+
+def model_footprint(model: nn.Module) -> dict[str, int]:
+    """Return measured bytes: parameters+buffers (as transformers counts them), constants, total."""
+    weights = model.get_memory_footprint() if hasattr(model, "get_memory_footprint") else sum(
+        t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    consts = quant_state_bytes(model)
+    return {"weights": weights, "quant_constants": consts, "total": weights + consts}
+
+
+def dtype_summary(model: nn.Module) -> list[dict]:
+    """Group parameters by storage dtype: tensors, weights represented, bytes. One row per dtype.
+
+    Printing the dtype of every parameter gives hundreds of lines; the groups are what matter.
+    """
+    groups: dict[str, dict] = defaultdict(lambda: {"tensors": 0, "params": 0, "bytes": 0})
+    seen: set[int] = set()
+    for p in model.parameters():
+        if id(p) in seen:  # tied weights are one tensor
+            continue
+        seen.add(id(p))
+        kind = str(p.dtype).replace("torch.", "")
+        if getattr(p, "quant_state", None) is not None:
+            kind += f" (packed {p.quant_state.quant_type})"
+        g = groups[kind]
+        g["tensors"] += 1
+        g["params"] += _logical_numel(p)
+        g["bytes"] += p.numel() * p.element_size()
+    total = sum(g["params"] for g in groups.values())
+    return [{"dtype": k, **g, "share": g["params"] / total} for k, g in
+            sorted(groups.items(), key=lambda kv: -kv[1]["bytes"])]
+
+
+def print_dtype_summary(model: nn.Module) -> None:
+    """Print ``dtype_summary`` as a small table."""
+    print(f"{'dtype':<22}{'tensors':>8}{'params':>14}{'share':>8}{'bytes':>12}")
+    for row in dtype_summary(model):
+        print(f"{row['dtype']:<22}{row['tensors']:>8}{row['params']:>14,}{row['share']:>8.1%}"
+              f"{fmt_bytes(row['bytes']):>12}")
+
+
+# ----------------------------------------------------------------------------- live memory
+
+def gpu_memory() -> dict[str, int] | None:
+    """Return CUDA memory in bytes (allocated, reserved, peak, free, total), or None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return {"allocated": torch.cuda.memory_allocated(), "reserved": torch.cuda.memory_reserved(),
+            "peak": torch.cuda.max_memory_allocated(), "free": free, "total": total}
+
+
+def rss_bytes() -> int:
+    """Return this process's resident memory now (Linux /proc; elsewhere the lifetime peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak if sys.platform == "darwin" else peak * 1024
+
+
+def system_memory() -> dict[str, int]:
+    """Return total and available RAM in bytes, and this process's RSS."""
+    info = {"total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "available": 0}
+    try:
+        with open("/proc/meminfo") as f:
+            fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in f}
+        info["available"] = fields.get("MemAvailable", 0)
+    except OSError:
+        pass
+    info["rss"] = rss_bytes()
+    return info
+
+
+def memory_now() -> dict[str, int]:
+    """One reading to compare before/after: GPU allocated+reserved on CUDA, else process RSS."""
+    gpu = gpu_memory()
+    if gpu:
+        return {"allocated": gpu["allocated"], "reserved": gpu["reserved"]}
+    return {"rss": rss_bytes()}
+
+
+def free_memory() -> None:
+    """Collect garbage and hand cached CUDA blocks back; call after ``del model``."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class PeakMemory:
+    """Result of ``measure_peak``: peak bytes above the start of the block, and where measured."""
+
+    def __init__(self, source: str):
+        self.source, self.start, self.peak, self.seconds = source, 0, 0, 0.0
+
+    @property
+    def delta(self) -> int:
+        return self.peak - self.start
+
+    def __repr__(self) -> str:
+        return (f"PeakMemory({self.source}: peak {fmt_bytes(self.peak)}, "
+                f"+{fmt_bytes(self.delta)} over the block, {self.seconds:.1f}s)")
+
+
+@contextlib.contextmanager
+def measure_peak(interval_s: float = 0.005):
+    """Measure the peak memory of a block: CUDA's peak allocator stat, or sampled RSS on CPU.
+
+    The CPU fallback polls the resident set size from a thread, because the kernel's
+    ``ru_maxrss`` only ever grows and cannot be reset between blocks.
+    """
+    result = PeakMemory("cuda allocated" if torch.cuda.is_available() else "process RSS")
+    t0 = time.perf_counter()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        result.start = torch.cuda.memory_allocated()
+        try:
+            yield result
+        finally:
+            torch.cuda.synchronize()
+            result.peak = torch.cuda.max_memory_allocated()
+            result.seconds = time.perf_counter() - t0
+        return
+    result.start = result.peak = rss_bytes()
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            result.peak = max(result.peak, rss_bytes())
+            stop.wait(interval_s)
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result.peak = max(result.peak, rss_bytes())
+        result.seconds = time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- estimates
+
+def load_config(model_id_or_path: str):
+    """Return a model's config: from a local path, the course's shipped copy, or the Hub.
+
+    The course ships the config.json of each GPU-profile model (a few KB) so estimates for
+    Llama-3.1-8B work offline and on machines that will never download the weights.
+    """
+    from transformers import AutoConfig
+
+    from .models import resolve_model
+
+    shipped = _CONFIG_DIR / (model_id_or_path.replace("/", "__") + ".json")
+    if shipped.exists():
+        data = json.loads(shipped.read_text())
+        model_type = data.pop("model_type")
+        return AutoConfig.for_model(model_type, **data)
+    return AutoConfig.from_pretrained(resolve_model(model_id_or_path))
+
+
+def meta_model(config) -> nn.Module:
+    """Build a model's module tree on the meta device: shapes without storage, instantly."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
+def quantizable_linears(model: nn.Module) -> dict[str, nn.Linear]:
+    """Return the nn.Linear layers bitsandbytes would replace: all but the output embedding."""
+    out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and m is not out_emb}
+
+
+def estimate_footprint(config_or_model, quantization: str | None = None,
+                       dtype: torch.dtype = torch.float32, double_quant: bool = True,
+                       blocksize: int = 64) -> dict[str, float]:
+    """Estimate bytes of a model's weights, quantization constants and total, from its config.
+
+    Quantized linears cost 1 byte (int8) or 0.5 byte (4-bit) per weight; everything else stays
+    in ``dtype``. Constants: int8 keeps one fp32 scale per output row; 4-bit keeps one absmax per
+    block of 64 weights, fp32 (4 bytes) or, double-quantized, 1 byte plus fp32 per 256 blocks.
+    """
+    model = config_or_model if isinstance(config_or_model, nn.Module) else meta_model(config_or_model)
+    linears = quantizable_linears(model) if quantization else {}
+    quantized_ids = {id(m.weight) for m in linears.values()}
+    elem = torch.tensor([], dtype=dtype).element_size()
+    weights = consts = 0.0
+    seen: set[int] = set()
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        if id(p) in quantized_ids:
+            weights += p.numel() * _BYTES_PER_WEIGHT[quantization]
+            if quantization == "int8":
+                consts += p.shape[0] * 4
+            else:
+                blocks = p.numel() / blocksize
+                consts += blocks * 1 + blocks / 256 * 4 if double_quant else blocks * 4
+        else:
+            weights += p.numel() * elem
+    weights += sum(b.numel() * b.element_size() for b in model.buffers())
+    return {"weights": weights, "quant_constants": consts, "total": weights + consts,
+            "params": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
+
+
+def lora_param_count(config_or_model, target_modules, r: int) -> int:
+    """Count LoRA parameters: r * (d_in + d_out) for every linear whose name ends in a target."""
+    model = config_or_model if isinstance(config_or_model, nn.Module) else meta_model(config_or_model)
+    targets = tuple(target_modules)
+    return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and name.split(".")[-1] in targets)
+
+
+def training_memory_bill(config, method: str, r: int = 16,
+                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
+                                         "gate_proj", "up_proj", "down_proj"),
+                         weight_dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
+    """Estimate training memory in bytes (weights, gradients, AdamW states) for full/lora/qlora.
+
+    Activations depend on batch size, sequence length and checkpointing, so they are left out
+    and the notebooks state that. Full fine-tuning: bf16 weights and grads plus fp32 master
+    weights and two fp32 Adam moments (16 bytes per parameter, mixed precision). LoRA: frozen
+    bf16 base, and grads + fp32 weights + two moments only for the adapter. QLoRA: NF4 base.
+    """
+    model = meta_model(config)
+    n_params = estimate_footprint(model)["params"]
+    elem = torch.tensor([], dtype=weight_dtype).element_size()
+    if method == "full":
+        trainable = n_params
+        base = n_params * elem
+        states = trainable * (elem + 4 + 8)  # grads (bf16) + fp32 master + 2 fp32 moments
+    elif method in ("lora", "qlora"):
+        trainable = lora_param_count(model, target_modules, r)
+        base = estimate_footprint(model, "nf4" if method == "qlora" else None, weight_dtype)["total"]
+        states = trainable * (4 + 4 + 8)  # fp32 adapter weights + grads + 2 moments
+    else:
+        raise ValueError(f"unknown method {method!r}; use 'full', 'lora' or 'qlora'")
+    return {"method": method, "trainable_params": trainable, "weights": base,
+            "grads_and_optimizer": states, "total": base + states}

