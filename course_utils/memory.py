@@ -57,8 +57,9 @@ def quant_state_bytes(model: nn.Module) -> int:
             total += qs.absmax.numel() * qs.absmax.element_size() + qs.code.numel() * 4
             if qs.nested:
                 total += qs.state2.absmax.numel() * 4 + qs.state2.code.numel() * 4
-        state = getattr(module, "state", None)
-        scb = getattr(state, "SCB", None) if state is not None else None
+        scb = getattr(w, "SCB", None)  # int8: on the weight after loading, on .state after a forward
+        if scb is None and getattr(module, "state", None) is not None:
+            scb = getattr(module.state, "SCB", None)
         if scb is not None:
             total += scb.numel() * scb.element_size()
     return total
@@ -248,7 +249,8 @@ def estimate_footprint(config_or_model, quantization: str | None = None,
 
     Quantized linears cost 1 byte (int8) or 0.5 byte (4-bit) per weight; everything else stays
     in ``dtype``. Constants: int8 keeps one fp32 scale per output row; 4-bit keeps one absmax per
-    block of 64 weights, fp32 (4 bytes) or, double-quantized, 1 byte plus fp32 per 256 blocks.
+    block of 64 weights, fp32 (4 bytes) or, double-quantized, 1 byte plus fp32 per 256 blocks
+    (and the small code books: 16 fp32 levels per layer, 256 more for the 8-bit second level).
     """
     model = config_or_model if isinstance(config_or_model, nn.Module) else meta_model(config_or_model)
     linears = quantizable_linears(model) if quantization else {}
@@ -264,9 +266,10 @@ def estimate_footprint(config_or_model, quantization: str | None = None,
             weights += p.numel() * _BYTES_PER_WEIGHT[quantization]
             if quantization == "int8":
                 consts += p.shape[0] * 4
-            else:
+            else:  # absmax per block, plus the 16-value code book (and DQ's 256-value one)
                 blocks = p.numel() / blocksize
-                consts += blocks * 1 + blocks / 256 * 4 if double_quant else blocks * 4
+                consts += (blocks + blocks / 256 * 4 + 256 * 4) if double_quant else blocks * 4
+                consts += 16 * 4
         else:
             weights += p.numel() * elem
     weights += sum(b.numel() * b.element_size() for b in model.buffers())

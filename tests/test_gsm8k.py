@@ -1,0 +1,87 @@
+"""The GSM8K loader and the offline problem generator (course_utils.gsm8k)."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from course_utils.evaluation import extract_gsm8k_answer
+from course_utils.gsm8k import (
+    TEMPLATES,
+    evaluate_expression,
+    generate_problems,
+    load_gsm8k,
+    split_answer,
+    to_prompt_completion,
+)
+from course_utils.profiles import PROFILES
+
+ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>(\S+)")
+
+
+def test_deterministic_for_a_seed_and_split():
+    assert generate_problems(20, seed=3) == generate_problems(20, seed=3)
+    assert generate_problems(20, seed=3) != generate_problems(20, seed=4)
+    train = {r["question"] for r in generate_problems(200, split="train")}
+    test = {r["question"] for r in generate_problems(50, split="test")}
+    assert not train & test
+
+
+def test_gsm8k_format_and_computed_arithmetic():
+    rows = generate_problems(120, seed=0)
+    assert len({r["question"] for r in rows}) == 120
+    for row in rows:
+        assert set(row) == {"question", "answer"}
+        lines = row["answer"].split("\n")
+        assert lines[-1].startswith("#### ") and len(lines) >= 3
+        annotations = ANNOTATION.findall(row["answer"])
+        assert len(annotations) >= 2
+        for expr, result, written in annotations:
+            assert evaluate_expression(expr) == int(result) == int(written)
+        # the final answer is the result of the last calculation
+        assert extract_gsm8k_answer(row["answer"]) == annotations[-1][1]
+
+
+def test_every_template_is_used():
+    rows = generate_problems(len(TEMPLATES) * 3, seed=1)
+    kinds = Counter()
+    for r in rows:
+        q = r["question"]
+        kinds["rates" if "bottles" in q else "fractions" if "/" in q else "money" if "change" in q
+              else "time" if "hours" in q else "percent" if "%" in q else "multi_step"] += 1
+    assert set(kinds) == set(TEMPLATES) and min(kinds.values()) == 3
+
+
+def test_evaluate_expression():
+    assert evaluate_expression("48/2") == 24
+    assert evaluate_expression("(3+4)*5-1") == 34
+    with pytest.raises(ValueError):
+        evaluate_expression("__import__('os')")
+
+
+def test_split_answer_and_prompt_completion():
+    row = generate_problems(1)[0]
+    reasoning, final = split_answer(row["answer"])
+    assert final == extract_gsm8k_answer(row["answer"]) and "####" not in reasoning
+    pc = to_prompt_completion(row)
+    assert pc["prompt"][0]["role"] == "user" and row["question"] in pc["prompt"][0]["content"]
+    assert pc["completion"] == [{"role": "assistant", "content": row["answer"]}]
+
+
+def test_load_offline_uses_the_generator(monkeypatch, capsys):
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    rows, source = load_gsm8k("test", 5, PROFILES["cpu"], seed=0)
+    assert rows == generate_problems(5, seed=0, split="test")
+    assert "generator" in source and "5 rows" in capsys.readouterr().out
+
+
+def test_load_from_course_data_dir(tmp_path, monkeypatch):
+    (tmp_path / "gsm8k").mkdir()
+    real = [{"question": "Janet has 3 ducks. How many?", "answer": "She has 3.\n#### 3"}] * 4
+    (tmp_path / "gsm8k" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in real))
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
+    rows, source = load_gsm8k("train", 2, PROFILES["cpu"])
+    assert rows == real[:2] and "COURSE_DATA_DIR" in source
+    with pytest.raises(ValueError):
+        load_gsm8k("validation", 2, PROFILES["cpu"])

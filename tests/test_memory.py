@@ -1,0 +1,79 @@
+import time
+
+import pytest
+import torch
+from torch import nn
+
+from course_utils import (
+    dtype_summary, estimate_footprint, fmt_bytes, load_config, load_model, lora_param_count,
+    measure_peak, meta_model, model_footprint, quantizable_linears, training_memory_bill,
+)
+
+
+@pytest.mark.parametrize("quant", [None, "int8", "nf4"])
+def test_estimate_matches_measured_within_2_percent(chat_id, quant):
+    """The meta-device estimate of the course model agrees with the loaded model."""
+    model = load_model(chat_id, quantization=quant)
+    measured = model_footprint(model)
+    est = estimate_footprint(load_config(chat_id), quant)
+    assert abs(est["weights"] / measured["weights"] - 1) < 0.02
+    if quant:
+        assert abs(est["quant_constants"] - measured["quant_constants"]) <= 0.05 * measured["quant_constants"]
+    else:
+        assert measured["quant_constants"] == 0
+
+
+def test_measured_footprints_order(chat_id):
+    sizes = {q: model_footprint(load_model(chat_id, quantization=q))["weights"] for q in (None, "int8", "nf4")}
+    assert sizes[None] > sizes["int8"] > sizes["nf4"]
+
+
+def test_llama_8b_from_shipped_config():
+    cfg = load_config("meta-llama/Llama-3.1-8B-Instruct")
+    est = estimate_footprint(cfg, None, torch.bfloat16)
+    assert 8.0e9 < est["params"] < 8.1e9  # 8.03 B parameters
+    assert abs(est["weights"] - 2 * est["params"]) < 1e6
+    dq = estimate_footprint(cfg, "nf4", torch.bfloat16, double_quant=True)["quant_constants"]
+    no_dq = estimate_footprint(cfg, "nf4", torch.bfloat16, double_quant=False)["quant_constants"]
+    linears = quantizable_linears(meta_model(cfg))
+    n = sum(m.weight.numel() for m in linears.values())
+    # bits per quantized weight for the constants: 32/64 = 0.5 without, 8/64 + 32/(64*256) with DQ
+    assert no_dq * 8 / n == pytest.approx(0.5, rel=1e-3)
+    assert dq * 8 / n == pytest.approx(8 / 64 + 32 / (64 * 256), rel=1e-2)
+
+
+def test_dtype_summary_groups_and_counts_logical_params(chat_id):
+    fp32 = dtype_summary(load_model(chat_id))
+    assert [r["dtype"] for r in fp32] == ["float32"]
+    nf4 = dtype_summary(load_model(chat_id, quantization="nf4"))
+    assert {r["dtype"] for r in nf4} == {"float32", "uint8 (packed nf4)"}
+    assert sum(r["params"] for r in nf4) == fp32[0]["params"]
+
+
+def test_lora_count_formula():
+    model = nn.Sequential()
+    model.add_module("q_proj", nn.Linear(10, 20))
+    model.add_module("v_proj", nn.Linear(10, 5))
+    model.add_module("mlp", nn.Linear(10, 10))
+    assert lora_param_count(model, ["q_proj", "v_proj"], r=4) == 4 * (10 + 20) + 4 * (10 + 5)
+
+
+def test_training_bill_orders_methods():
+    cfg = load_config("meta-llama/Llama-3.1-8B-Instruct")
+    bills = {m: training_memory_bill(cfg, m) for m in ("full", "lora", "qlora")}
+    assert bills["full"]["total"] > bills["lora"]["total"] > bills["qlora"]["total"]
+    assert bills["full"]["trainable_params"] / bills["lora"]["trainable_params"] > 100
+
+
+def test_measure_peak_sees_an_allocation():
+    with measure_peak() as peak:
+        x = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB
+        x += 1
+        time.sleep(0.3)  # the CPU sampler polls every 5 ms; give it time on a loaded machine
+        del x
+    assert peak.delta > 32 * 1024 * 1024
+
+
+def test_fmt_bytes():
+    assert fmt_bytes(538_060_288) == "538.1 MB"
+    assert fmt_bytes(16 * 1024**3) == "16.00 GiB"
