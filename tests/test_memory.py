@@ -5,8 +5,17 @@ import torch
 from torch import nn
 
 from course_utils import (
-    dtype_summary, estimate_footprint, fmt_bytes, load_config, load_model, lora_param_count,
-    measure_peak, meta_model, model_footprint, quantizable_linears, training_memory_bill,
+    dtype_summary,
+    estimate_footprint,
+    fmt_bytes,
+    load_config,
+    load_model,
+    lora_param_count,
+    measure_peak,
+    meta_model,
+    model_footprint,
+    quantizable_linears,
+    training_memory_bill,
 )
 
 

@@ -29,7 +29,7 @@ def repo_url() -> str:
 
 def bootstrap_source() -> str:
     """The first code cell of every notebook."""
-    return f'''# Colab bootstrap (the same in every notebook): on Colab it installs the course; elsewhere it does nothing.
+    return f'''# Colab bootstrap (same in every notebook): on Colab, install the course; elsewhere, nothing.
 import os
 import subprocess
 import sys
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
                 path.write_text(new, encoding="utf-8")
     verb = "not in canonical shape (run `make strip`)" if args.check else "rewritten"
     for path in bad:
-        print(f"{path.relative_to(ROOT)}: {verb}")
+        print(f"{path.resolve().relative_to(ROOT)}: {verb}")
     return 1 if (args.check and bad) else 0
 
 

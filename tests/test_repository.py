@@ -1,0 +1,92 @@
+"""Checks of the repository itself: clean notebooks, one bootstrap, a syllabus that resolves, lint."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import sync_notebooks  # noqa: E402
+
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOLUTIONS = sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
+ALL = LESSONS + SOLUTIONS
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _nb(path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_there_are_lessons():
+    assert len(LESSONS) >= 1
+    numbers = [p.name[:2] for p in LESSONS]
+    assert numbers == sorted(set(numbers)), "two lessons share a number"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_notebook_committed_clean_and_canonical(path):
+    """No outputs or execution counts; course kernel; Colab metadata; the shared bootstrap cell."""
+    nb = _nb(path)
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, f"{path.name} has outputs"
+    assert nb["metadata"]["kernelspec"] == sync_notebooks.KERNELSPEC
+    assert nb["metadata"]["accelerator"] == "GPU" and "colab" in nb["metadata"]
+    assert sync_notebooks.dump(sync_notebooks.canonical(nb, path.name, strip=True)) == path.read_text(
+        encoding="utf-8"), f"{path.name} is not canonical: run `make strip`"
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_first_code_cell_is_the_bootstrap_then_setup(path):
+    code = [c for c in _nb(path)["cells"] if c["cell_type"] == "code"]
+    assert "".join(code[0]["source"]) == sync_notebooks.bootstrap_source()
+    assert "setup_notebook(" in "".join(code[1]["source"]), "the second code cell is the setup cell"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_opens_with_goals_and_profile_table(path):
+    first = "".join(_nb(path)["cells"][0]["source"])
+    assert first.startswith("# "), "a lesson opens with its title"
+    assert "learn" in first.lower() and "prerequisite" in first.lower()
+    assert re.search(r"\|\s*cpu", first) and re.search(r"\|\s*t4", first, re.I), "runtime table per profile"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_has_exercises_and_a_solutions_notebook(path):
+    text = "".join("".join(c["source"]) for c in _nb(path)["cells"] if c["cell_type"] == "markdown")
+    for tier in ("Warm-up", "Core", "Stretch"):
+        assert tier.lower() in text.lower(), f"{path.name} lacks a {tier} exercise"
+    assert (ROOT / "notebooks" / "solutions" / f"{path.stem}_solutions.ipynb").exists()
+
+
+def test_readme_syllabus_lists_every_lesson_once_in_order_with_a_badge():
+    linked = re.findall(r"\]\(notebooks/(\d\d_[\w]+\.ipynb)\)", README)
+    assert linked == [p.name for p in LESSONS]
+    badges = re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/main/([^)\s]+)", README)
+    assert [b[1] for b in badges] == [f"notebooks/{p.name}" for p in LESSONS]
+    repo = sync_notebooks.repo_url().removeprefix("https://github.com/")
+    assert {b[0] for b in badges} == {repo}, "badges point at the repository named in pyproject.toml"
+
+
+def test_every_relative_link_resolves():
+    docs = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for doc in docs:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", doc.read_text(encoding="utf-8")):
+            if "://" in target:
+                continue
+            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+
+
+def test_lint_is_clean():
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed")
+    result = subprocess.run([ruff, "check", "course_utils", "tests", "tools", "notebooks", "conftest.py"],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
