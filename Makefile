@@ -18,6 +18,7 @@ help:
 	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile)"
 	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
 	@echo "make strip  - remove outputs from the notebooks before committing"
+	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,12 @@ strip: $(STAMP)
 
 sync: $(STAMP)
 	$(PY) tools/sync_notebooks.py
+
+# Classroom pre-staging (needs internet): make cache PROFILE=t4 DEST=/srv/course-cache
+PROFILE ?= t4
+DEST ?= course-cache
+cache: $(STAMP)
+	$(PY) tools/stage_cache.py --profile $(PROFILE) --dest $(DEST)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
