@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import warnings
 
@@ -17,6 +18,17 @@ _NOISE = (
 )
 
 
+class _DropNoise(logging.Filter):
+    """Drop log records carrying a known-noise message (bitsandbytes logs, it does not warn)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(message in record.getMessage() for message in _NOISE)
+
+
+# bitsandbytes reports the fp16 cast through `logging`, once per int8 matmul: thousands of lines.
+_NOISY_LOGGERS = ("bitsandbytes.autograd._functions",)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so a notebook's numbers repeat run after run."""
     random.seed(seed)
@@ -28,7 +40,29 @@ def setup_notebook(seed: int = 0, profile: str | None = None) -> Profile:
     """Seed, silence known noise, print the environment report and return the profile."""
     for message in _NOISE:
         warnings.filterwarnings("ignore", message=message)
+    for name in _NOISY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in logger.filters):
+            logger.addFilter(_DropNoise())
     seed_everything(seed)
+    _show_figures_inline()
     prof = get_profile(profile)
     environment_report(prof)
     return prof
+
+
+def _show_figures_inline() -> None:
+    """Let a cell that returns a matplotlib Figure (course_utils.plots) display it as a PNG.
+
+    The plot helpers build Figures without pyplot, and IPython only knows how to show a Figure once
+    pyplot's inline backend registered a formatter; without this, a returned Figure prints as text.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.core.pylabtools import print_figure
+        from matplotlib.figure import Figure
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["image/png"].for_type(Figure, lambda fig: print_figure(fig, "png"))
