@@ -61,18 +61,19 @@ def read_records(path: Path) -> list[dict]:
 
 def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | str,
                  hub: Callable[[], list[dict]] | None = None, use_hub: bool = False,
-                 limit: int | None = None) -> tuple[list[dict], str]:
+                 limit: int | None = None, hub_name: str = "Hugging Face Hub") -> tuple[list[dict], str]:
     """Load records from the first source that has them and say which one it was.
 
     Order: ``COURSE_DATA_DIR/local_file``; the Hub (``hub()``) when ``use_hub``; else the course's
     own sample (a file name in ``sample_data/`` or a function that generates the rows).
+    ``hub_name`` names the online source when it is not the Hub (a raw GitHub file, say).
     Returns ``(rows, source)``.
     """
     root = data_dir()
     if root is not None and (root / local_file).exists():
         rows, source = read_records(root / local_file), f"COURSE_DATA_DIR ({root / local_file})"
     elif hub is not None and use_hub:
-        rows, source = hub(), "Hugging Face Hub"
+        rows, source = hub(), hub_name
     elif callable(sample):
         rows, source = sample(), "course generator (offline sample)"
     else:

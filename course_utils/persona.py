@@ -1,0 +1,167 @@
+"""The persona lesson (甄嬛): load and validate the dialogue records, format them, score adherence.
+
+The Chat-甄嬛 data set is a list of ``{"instruction", "input", "output"}`` records: a line someone
+says to 甄嬛 and her reply. The helpers here keep three promises the old tutorial did not:
+
+- every record is checked before tokenization, and a bad one is named (index, key, problem);
+- the prompt comes from the tokenizer's own chat template, never from special tokens typed as text;
+- the labels are -100 everywhere except the reply and the EOS token that ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from .data import hub_allowed, load_records
+
+SYSTEM_PROMPT = "现在你要扮演皇帝身边的女人--甄嬛"
+REQUIRED_KEYS = ("instruction", "input", "output")
+
+HUANHUAN_URL = "https://raw.githubusercontent.com/datawhalechina/self-llm/master/dataset/huanhuan.json"
+HUANHUAN_NOTE = ("huanhuan.json from github.com/datawhalechina/self-llm (dataset/), built by the "
+                 "Chat-甄嬛 project from the drama's script: about 3,700 exchanges, about 1.3 MB")
+SAMPLE_FILE = "huanhuan_sample.json"
+
+# A fixed held-out question list: none of these lines is in the course's sample. "identity"
+# answers pass when they name her (甄嬛) or her father (甄远道); "style" answers pass when she
+# speaks as a palace woman does (本宫 / 臣妾 / 嫔妾).
+HELD_OUT_QUESTIONS: tuple[tuple[str, str], ...] = (
+    ("identity", "你叫什么名字？"),
+    ("identity", "请问你是哪位？"),
+    ("identity", "介绍一下你自己。"),
+    ("identity", "你的父亲是做什么官的？"),
+    ("style", "皇上今晚要来，你准备好了吗？"),
+    ("style", "娘娘，出去走走吧。"),
+    ("style", "你觉得华妃是个什么样的人？"),
+    ("style", "嬛嬛，朕赏你一支玉簪。"),
+)
+MARKERS: dict[str, tuple[str, ...]] = {
+    "identity": ("甄嬛", "甄远道"),
+    "style": ("本宫", "臣妾", "嫔妾"),
+}
+
+
+class RecordError(ValueError):
+    """A data record that cannot be trained on; the message names the record and the problem."""
+
+
+def validate_records(rows: list, keys: tuple[str, ...] = REQUIRED_KEYS) -> list[dict]:
+    """Check every record and raise ``RecordError`` naming the first bad one; return the rows.
+
+    A record must be a dict whose ``keys`` are all strings, and whose ``output`` and
+    ``instruction`` are not blank (``input`` may be empty). Catching this here gives a message
+    such as ``record 17: key 'output' is missing`` instead of a TypeError deep in tokenization.
+    """
+    if not isinstance(rows, list):
+        raise RecordError(f"expected a list of records, got {type(rows).__name__}")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise RecordError(f"record {i}: expected a dict, got {type(row).__name__}: {row!r:.80}")
+        for key in keys:
+            if key not in row:
+                raise RecordError(f"record {i}: key {key!r} is missing (keys present: {sorted(row)})")
+            value = row[key]
+            if not isinstance(value, str):
+                raise RecordError(f"record {i}: key {key!r} should be a string, "
+                                  f"got {type(value).__name__}: {value!r:.80}")
+        for key in ("instruction", "output"):
+            if key in keys and not row[key].strip():
+                raise RecordError(f"record {i}: key {key!r} is empty; nothing to learn from "
+                                  f"(instruction={row.get('instruction', '')!r:.40})")
+    return rows
+
+
+def download_huanhuan(url: str = HUANHUAN_URL, timeout_s: float = 60) -> list[dict]:
+    """Download huanhuan.json, saying what and from where before a byte arrives."""
+    print(f"Downloading {HUANHUAN_NOTE}\n  from {url}")
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - fixed https URL
+        raw = resp.read()
+    print(f"  received {len(raw) / 1e6:.2f} MB")
+    return json.loads(raw.decode("utf-8"))
+
+
+def load_huanhuan(profile, limit: int | None = None) -> tuple[list[dict], str]:
+    """Load and validate the 甄嬛 records: COURSE_DATA_DIR, then GitHub (GPU and online), then the sample."""
+    rows, source = load_records("huanhuan", "huanhuan.json", sample=SAMPLE_FILE, hub=download_huanhuan,
+                                use_hub=hub_allowed(profile), limit=limit,
+                                hub_name="GitHub (datawhalechina/self-llm)")
+    return validate_records(rows), source
+
+
+def to_messages(record: dict, system: str = SYSTEM_PROMPT) -> list[dict]:
+    """Turn a record into chat messages: system prompt, then instruction (+ input) as the user turn."""
+    user = record["instruction"] + (("\n" + record["input"]) if record.get("input") else "")
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+def encode_example(tokenizer, record: dict, max_len: int, system: str = SYSTEM_PROMPT) -> dict:
+    """Tokenize one record for completion-only SFT: prompt from the chat template, reply + EOS.
+
+    Returns ``input_ids``, ``attention_mask``, ``labels`` (-100 on the prompt) and ``truncated``.
+    The prompt ends with the template's generation prompt (``<|im_start|>assistant\\n`` for ChatML),
+    so training sees exactly what ``generate`` will see at inference.
+    """
+    prompt = tokenizer.apply_chat_template(to_messages(record, system), add_generation_prompt=True,
+                                           tokenize=True, return_dict=True)["input_ids"]
+    reply = tokenizer(record["output"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    input_ids = list(prompt) + reply
+    labels = [-100] * len(prompt) + reply
+    truncated = len(input_ids) > max_len
+    input_ids, labels = input_ids[:max_len], labels[:max_len]
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids), "labels": labels,
+            "truncated": truncated}
+
+
+def loss_tokens(example: dict) -> list[int]:
+    """Return the token ids that carry loss (labels other than -100), in order."""
+    return [t for t in example["labels"] if t != -100]
+
+
+def count_cjk(text: str) -> int:
+    """Count CJK unified ideographs (Chinese characters) in a text; punctuation is not counted."""
+    return sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
+
+
+def tokens_per_char(tokenizer, texts: list[str], chinese_only: bool = True) -> float:
+    """Tokens the tokenizer spends per character: per Chinese character, or per character of any kind."""
+    n_tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+    n_chars = sum(count_cjk(t) if chinese_only else len(t) for t in texts)
+    return n_tokens / max(n_chars, 1)
+
+
+def adheres(answer: str, kind: str) -> bool:
+    """Say whether one answer stays in character for its question kind ("identity" or "style")."""
+    return any(marker in answer for marker in MARKERS[kind])
+
+
+def adherence(answers: list[str], kinds: list[str]) -> dict[str, float]:
+    """Share of answers in character, overall and per question kind."""
+    hits = [adheres(a, k) for a, k in zip(answers, kinds, strict=True)]
+    out = {"all": sum(hits) / len(hits)}
+    for kind in dict.fromkeys(kinds):
+        sel = [h for h, k in zip(hits, kinds, strict=True) if k == kind]
+        out[kind] = sum(sel) / len(sel)
+    return out
+
+
+def generate_answers(model, tokenizer, questions: list[str], max_new_tokens: int,
+                     system: str = SYSTEM_PROMPT) -> list[str]:
+    """Answer questions in one greedy batch through the chat template (left padding)."""
+    import torch
+
+    prompts = [tokenizer.apply_chat_template(to_messages({"instruction": q}, system),
+                                             add_generation_prompt=True, tokenize=False)
+               for q in questions]
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only models continue from the right end
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tokenizer.padding_side = side
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tokenizer.pad_token_id)
+    new = out[:, enc["input_ids"].shape[1]:]
+    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
