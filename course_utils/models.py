@@ -24,6 +24,7 @@ KNOWN_DOWNLOAD_GB = {
     "meta-llama/Llama-3.1-8B-Instruct": 16.1,
     "Qwen/Qwen2.5-1.5B-Instruct": 3.1,
     "THUDM/chatglm3-6b": 12.5,
+    "microsoft/Phi-4-mini-instruct": 7.7,
     "sentence-transformers/all-MiniLM-L6-v2": 0.09,
 }
 GATED_PREFIXES = ("meta-llama/",)

@@ -67,7 +67,7 @@ _CPU_MODELS = {
 _GPU_MODELS = {
     "chat": "meta-llama/Llama-3.1-8B-Instruct",
     "chinese_chat": "Qwen/Qwen2.5-1.5B-Instruct",
-    "fused_qkv": "THUDM/chatglm3-6b",
+    "fused_qkv": "microsoft/Phi-4-mini-instruct",  # native fused qkv_proj (lesson 09 says why not ChatGLM3)
     "embedding": "sentence-transformers/all-MiniLM-L6-v2",
 }
 
