@@ -7,5 +7,130 @@ a whole evaluation set.
 from __future__ import annotations
 
 # --- GSM8K answers ---------------------------------------------------------------------------
+import re as _re
+from decimal import Decimal, InvalidOperation
+
+# A number as people write it: 1234, 1,234, -3, 2.5, .5 (a comma only between groups of three).
+_NUM = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+"
+_NUM_RE = _re.compile(rf"(?<![\w.])(?:{_NUM})")
+_HASH_RE = _re.compile(rf"####\s*\$?\s*({_NUM})")
+_BOXED_RE = _re.compile(rf"\\boxed\{{\s*\\?\$?\s*({_NUM})")
+_PHRASE_RE = _re.compile(  # "The answer is $1,234", "Final answer: 72", "**Answer:** 72"
+    rf"answer\**\s*(?:is\s*[:=]?|[:=])\s*\**\s*\\?\$?\s*({_NUM})", _re.IGNORECASE)
+
+
+def normalize_number(text: str) -> str | None:
+    """Normalise a written number: drop commas, $, % and trailing zeros ("1,234.50" -> "1234.5")."""
+    cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".%")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
+def extract_gsm8k_answer(text: str | None, strict: bool = False) -> str | None:
+    """Return the final numeric answer of a GSM8K reference or a model's output, normalised.
+
+    Tried in order, the last match of each winning: ``#### N``; ``\\boxed{N}``; "the answer is N"
+    (also "Final answer: $N"); then, unless ``strict``, the last number in the text. None when
+    nothing matches. ``strict=True`` asks whether the output *states* a final answer.
+    """
+    if not text:
+        return None
+    for pattern in (_HASH_RE, _BOXED_RE, _PHRASE_RE):
+        matches = pattern.findall(text)
+        if matches:
+            return normalize_number(matches[-1])
+    if strict:
+        return None
+    numbers = _NUM_RE.findall(text)
+    return normalize_number(numbers[-1]) if numbers else None
+
+
+def gsm8k_accuracy(outputs: list[str], references: list[str]) -> float:
+    """Exact-match accuracy of the final answers of ``outputs`` against GSM8K ``references``."""
+    if len(outputs) != len(references):
+        raise ValueError(f"{len(outputs)} outputs but {len(references)} references")
+    if not outputs:
+        return 0.0
+    hits = 0
+    for out, ref in zip(outputs, references, strict=True):
+        pred, gold = extract_gsm8k_answer(out), extract_gsm8k_answer(ref)
+        hits += pred is not None and pred == gold
+    return hits / len(outputs)
+
+
+def final_answer_share(outputs: list[str]) -> float:
+    """Share of outputs that state a final answer (``####``, boxed or "the answer is"), not just a number."""
+    if not outputs:
+        return 0.0
+    return sum(extract_gsm8k_answer(o, strict=True) is not None for o in outputs) / len(outputs)
+
 
 # --- triples (subject, predicate, object) ------------------------------------------------------
+# The custom-LoRA lesson (09) asks a model to write one triple per line as ``(主体, 关系, 客体)``.
+# Scoring is at the level of whole triples: a triple counts only if all three parts match exactly
+# (after trimming spaces and book-title marks), as in the usual DuIE-style evaluation.
+
+Triple = tuple[str, str, str]
+
+# One triple: an opening bracket, three fields separated by ASCII or full-width commas, a closing one.
+_FIELD = r"\s*([^,，()（）\n]+?)\s*"
+_TRIPLE_PATTERN = rf"[(（]{_FIELD}[,，]{_FIELD}[,，]{_FIELD}[)）]"
+_STRIP_CHARS = " \t《》「」“”\"'"
+
+
+def normalize_triple(triple) -> Triple:
+    """Trim spaces, quotes and book-title marks from each part so 《红楼梦》 matches 红楼梦."""
+    if len(triple) != 3:
+        raise ValueError(f"a triple has 3 parts (subject, predicate, object), got {triple!r}")
+    return tuple(str(part).strip(_STRIP_CHARS) for part in triple)  # type: ignore[return-value]
+
+
+def format_triples(triples) -> str:
+    """Write triples the way the lesson's model should: one ``(主体, 关系, 客体)`` per line."""
+    return "\n".join("({}, {}, {})".format(*normalize_triple(t)) for t in triples)
+
+
+def parse_triples(text: str) -> list[Triple]:
+    """Read every ``(s, p, o)`` triple out of free model output; duplicates are kept once, in order.
+
+    Text that is not a triple (a chatty preamble, a half-written last line) is ignored, so a model
+    that rambles is not punished twice: it simply produces fewer triples.
+    """
+    import re
+
+    found: list[Triple] = []
+    for match in re.finditer(_TRIPLE_PATTERN, text):
+        triple = normalize_triple(match.groups())
+        if all(triple) and triple not in found:
+            found.append(triple)
+    return found
+
+
+def triple_counts(predicted, gold) -> dict[str, int]:
+    """Count correct, predicted and gold triples of one example (each side as a set)."""
+    pred = {normalize_triple(t) for t in predicted}
+    ref = {normalize_triple(t) for t in gold}
+    return {"correct": len(pred & ref), "predicted": len(pred), "gold": len(ref)}
+
+
+def triple_scores(predicted_per_example, gold_per_example) -> dict[str, float]:
+    """Micro precision, recall and F1 over a data set: counts are summed first, then divided.
+
+    Precision = correct / predicted (0 when nothing was predicted), recall = correct / gold.
+    """
+    predicted_per_example, gold_per_example = list(predicted_per_example), list(gold_per_example)
+    if len(predicted_per_example) != len(gold_per_example):
+        raise ValueError(f"{len(predicted_per_example)} predictions for {len(gold_per_example)} examples")
+    totals = {"correct": 0, "predicted": 0, "gold": 0}
+    for pred, gold in zip(predicted_per_example, gold_per_example, strict=True):
+        for key, value in triple_counts(pred, gold).items():
+            totals[key] += value
+    precision = totals["correct"] / totals["predicted"] if totals["predicted"] else 0.0
+    recall = totals["correct"] / totals["gold"] if totals["gold"] else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, **totals}
