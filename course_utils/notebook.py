@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import warnings
 
 import numpy as np
@@ -16,6 +17,10 @@ _NOISE = (
     "MatMul8bitLt: inputs will be cast",  # int8 on CPU computes in fp16: expected, said in 03
     "To copy construct from a tensor",
 )
+
+# transformers 5.23 renamed gradient checkpointing to "activation checkpointing" and warns on the old
+# names. trl 1.x and peft still call them, and the course supports transformers >= 5.0, so they stay.
+_RENAMED = r"`(is_)?gradient_checkpointing\w*` is deprecated"
 
 
 class _DropNoise(logging.Filter):
@@ -39,7 +44,8 @@ def seed_everything(seed: int) -> None:
 def setup_notebook(seed: int = 0, profile: str | None = None) -> Profile:
     """Seed, silence known noise, print the environment report and return the profile."""
     for message in _NOISE:
-        warnings.filterwarnings("ignore", message=message)
+        warnings.filterwarnings("ignore", message=re.escape(message))
+    warnings.filterwarnings("ignore", message=_RENAMED, category=FutureWarning)
     for name in _NOISY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
