@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -73,11 +75,25 @@ def materialize_smollm2(dest: Path | None = None) -> Path:
     fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(gguf_model.state_dict())
     fresh.generation_config = gguf_model.generation_config
-    tmp = dest.with_name(dest.name + ".partial")
+    # Each process writes its own temporary directory and renames it into place: `dest` appears only
+    # when complete (a killed conversion is redone), and two notebooks converting at once (parallel
+    # tests, two kernels) cannot interleave their writes. The first rename wins; the other is dropped.
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".partial-", dir=dest.parent))
     fresh.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    tmp.rename(dest)  # appears only when complete, so a killed conversion is redone
+    publish_dir(tmp, dest)
     return dest
+
+
+def publish_dir(tmp: Path, dest: Path) -> None:
+    """Rename a finished ``tmp`` directory to ``dest``; if another process got there first, drop ours."""
+    try:
+        tmp.rename(dest)
+    except OSError:
+        if not dest.is_dir() or not any(dest.iterdir()):
+            raise
+        shutil.rmtree(tmp)
 
 
 def embedding_model_path() -> Path:

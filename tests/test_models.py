@@ -63,3 +63,16 @@ def test_offline_hub_load_fails_clearly(monkeypatch):
     monkeypatch.setenv("HF_HOME", os.path.join(os.environ.get("TMPDIR", "/tmp"), "empty-hf-home"))
     with pytest.raises(RuntimeError, match="(not in the local cache|gated)"):
         load_model("Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_publish_dir_first_writer_wins_and_the_loser_cleans_up(tmp_path):
+    from course_utils.models import publish_dir
+
+    dest = tmp_path / "model"
+    for name, text in (("a", "first"), ("b", "second")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_text(text)
+    publish_dir(tmp_path / "a", dest)
+    publish_dir(tmp_path / "b", dest)  # a second converter finishing later must not fail
+    assert (dest / "model.safetensors").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
