@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 # The torch release the course is tested with (its CPU build lies in the CI image's wheel cache).
 TORCH_SPEC ?= torch==2.13.0
 PORT ?= 8888
+# make test runs notebooks in parallel, one notebook per worker (a notebook's cells stay in order).
+# Two workers with one thread each keep 2 cores busy: much of a notebook is single-threaded Python
+# (imports, bitsandbytes' per-call CPU work), so this is ~30% faster than one worker with 2 threads.
+TEST_WORKERS ?= 2
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
@@ -34,8 +38,8 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg \
-	  $(PY) -m pytest
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg OMP_NUM_THREADS=1 \
+	  $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-unit: $(STAMP)
 	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg $(PY) -m pytest tests
