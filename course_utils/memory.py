@@ -8,6 +8,7 @@ nobody has to download 16 GB to learn that it will not fit.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -147,10 +148,27 @@ def memory_now() -> dict[str, int]:
 
 
 def free_memory() -> None:
-    """Collect garbage and hand cached CUDA blocks back; call after ``del model``."""
+    """Collect garbage and hand cached memory back; call after ``del model``.
+
+    On a GPU, PyTorch's caching allocator keeps freed blocks until ``empty_cache``. On Linux CPUs,
+    glibc's malloc keeps freed heap pages in the process the same way, so the resident set size
+    stays high and a later ``measure_peak`` would reuse them and look smaller than it is;
+    ``malloc_trim(0)`` hands them back to the operating system.
+    """
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    _malloc_trim()
+
+
+def _malloc_trim() -> None:
+    """Ask glibc to return free heap memory to the OS (no-op elsewhere: macOS, Windows, musl)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class PeakMemory:

@@ -86,3 +86,27 @@ def test_measure_peak_sees_an_allocation():
 def test_fmt_bytes():
     assert fmt_bytes(538_060_288) == "538.1 MB"
     assert fmt_bytes(16 * 1024**3) == "16.00 GiB"
+
+
+def test_free_memory_hands_freed_heap_pages_back():
+    """Without malloc_trim, RSS keeps freed small blocks and later peaks would be under-measured."""
+    import gc
+    import sys
+
+    import pytest
+
+    from course_utils.memory import free_memory, rss_bytes
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("malloc_trim is glibc's")
+    free_memory()  # start from a trimmed heap, whatever earlier tests left behind
+    start = rss_bytes()
+    blocks = [torch.ones(16 * 1024) for _ in range(2000)]  # 2000 x 64 KB, below glibc's mmap threshold
+    grown = rss_bytes() - start
+    del blocks
+    gc.collect()
+    kept = rss_bytes() - start
+    free_memory()
+    left = rss_bytes() - start
+    assert grown > 100e6 and kept > 0.5 * grown  # gc alone leaves the pages in the process
+    assert left < 0.2 * grown
