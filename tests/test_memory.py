@@ -75,6 +75,11 @@ def test_training_bill_orders_methods():
 
 
 def test_measure_peak_sees_an_allocation():
+    from course_utils.memory import free_memory
+
+    # Start clean: garbage from earlier tests collected (and its pages returned) inside the block
+    # would lower RSS as much as the allocation raises it.
+    free_memory()
     with measure_peak() as peak:
         x = torch.ones(64 * 1024 * 1024 // 4)  # 64 MiB
         x += 1
