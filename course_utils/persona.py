@@ -14,6 +14,7 @@ import json
 import urllib.request
 
 from .data import hub_allowed, load_records
+from .instruct import answer_batch
 
 SYSTEM_PROMPT = "现在你要扮演皇帝身边的女人--甄嬛"
 REQUIRED_KEYS = ("instruction", "input", "output")
@@ -147,21 +148,6 @@ def adherence(answers: list[str], kinds: list[str]) -> dict[str, float]:
 
 def generate_answers(model, tokenizer, questions: list[str], max_new_tokens: int,
                      system: str = SYSTEM_PROMPT) -> list[str]:
-    """Answer questions in one greedy batch through the chat template (left padding)."""
-    import torch
-
-    prompts = [tokenizer.apply_chat_template(to_messages({"instruction": q}, system),
-                                             add_generation_prompt=True, tokenize=False)
-               for q in questions]
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"  # decoder-only models continue from the right end
-    try:
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tokenizer.padding_side = side
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]
-    return [tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+    """Answer questions in one greedy batch through the chat template, with the persona's system prompt."""
+    return answer_batch(model, tokenizer, [to_messages({"instruction": q}, system) for q in questions],
+                        max_new_tokens)
