@@ -20,15 +20,15 @@ from .memory import (
     quantizable_linears,
     training_memory_bill,
 )
-from .models import chat, load_model, load_tokenizer, quantization_config, resolve_model
+from .models import answer_batch, chat, load_model, load_tokenizer, quantization_config, resolve_model
 from .notebook import seed_everything, setup_notebook
 from .profiles import PROFILES, Profile, environment_report, get_profile
 
 __all__ = [
-    "PROFILES", "Profile", "chat", "dtype_summary", "environment_report", "estimate_footprint",
-    "fmt_bytes", "free_memory", "get_profile", "gpu_memory", "load_config", "load_model",
-    "load_tokenizer", "lora_param_count", "measure_peak", "memory_now", "meta_model", "model_footprint",
-    "print_dtype_summary", "quantizable_linears", "quantization_config", "resolve_model", "seed_everything",
-    "setup_notebook", "training_memory_bill",
+    "PROFILES", "Profile", "answer_batch", "chat", "dtype_summary", "environment_report",
+    "estimate_footprint", "fmt_bytes", "free_memory", "get_profile", "gpu_memory", "load_config",
+    "load_model", "load_tokenizer", "lora_param_count", "measure_peak", "memory_now", "meta_model",
+    "model_footprint", "print_dtype_summary", "quantizable_linears", "quantization_config",
+    "resolve_model", "seed_everything", "setup_notebook", "training_memory_bill",
 ]
 __version__ = "0.1.0"

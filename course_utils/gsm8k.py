@@ -16,6 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from .data import hub_allowed, load_records
+from .models import answer_batch
 
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
 SPLITS = ("train", "test")
@@ -241,30 +242,11 @@ def to_prompt_completion(row: dict) -> dict:
 
 def answer_problems(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 8,
                     desc: str = "generating") -> list[str]:
-    """Answer questions greedily in batches through the chat template; return the decoded replies.
-
-    A decoder-only model continues from the last position of each row, so batched generation pads
-    on the *left*: with right padding, shorter prompts would be followed by pad tokens. The
-    tokenizer's padding side is restored afterwards (training pads on the right).
-    """
-    import torch
+    """Answer questions greedily through the chat template, ``batch_size`` at a time, with a progress bar."""
     from tqdm.auto import tqdm
 
-    prompts = [tokenizer.apply_chat_template(to_prompt_completion({"question": q, "answer": ""})["prompt"],
-                                             tokenize=False, add_generation_prompt=True) for q in questions]
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
+    chats = [to_prompt_completion({"question": q, "answer": ""})["prompt"] for q in questions]
     replies: list[str] = []
-    try:
-        for start in tqdm(range(0, len(prompts), batch_size), desc=desc):
-            enc = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
-                            add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
-            replies += tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    finally:
-        tokenizer.padding_side = side
-        model.train(was_training)
-    return [r.strip() for r in replies]
+    for start in tqdm(range(0, len(chats), batch_size), desc=desc):
+        replies += answer_batch(model, tokenizer, chats[start:start + batch_size], max_new_tokens)
+    return replies

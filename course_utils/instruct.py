@@ -106,20 +106,3 @@ def split_train_eval(rows: list, n_eval: int, seed: int = 0) -> tuple[list, list
     held = set(order[:n_eval])
     return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
 
-
-def answer_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64) -> list[str]:
-    """Answer several chats in one ``generate`` call (greedy, left padding) through the chat template."""
-    import torch
-
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # new tokens must follow every prompt
-    try:
-        enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True, padding=True)
-    finally:
-        tokenizer.padding_side = side
-    enc = {k: v.to(model.device) for k, v in enc.items()}
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id)
-    new_tokens = out[:, enc["input_ids"].shape[1]:]
-    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

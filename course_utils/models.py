@@ -218,3 +218,30 @@ def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs
     out = model.generate(**enc, max_new_tokens=max_new_tokens,
                          pad_token_id=tokenizer.pad_token_id, **generate_kwargs)
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def answer_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64) -> list[str]:
+    """Answer several chats in one greedy ``generate`` call through the chat template.
+
+    A decoder-only model continues from the last position of each row, so the batch is padded on
+    the *left* (with right padding, pad tokens would sit between a prompt and its answer); the
+    tokenizer's padding side is restored afterwards, since training pads on the right. The model
+    runs in eval mode (no LoRA dropout) and is put back in the mode it was in.
+    """
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True, padding=True)
+    finally:
+        tokenizer.padding_side = side
+    enc = {k: v.to(model.device) for k, v in enc.items()}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+    finally:
+        model.train(was_training)
+    new_tokens = out[:, enc["input_ids"].shape[1]:]
+    return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

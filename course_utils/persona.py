@@ -14,7 +14,7 @@ import json
 import urllib.request
 
 from .data import hub_allowed, load_records
-from .instruct import answer_batch
+from .models import answer_batch
 
 SYSTEM_PROMPT = "现在你要扮演皇帝身边的女人--甄嬛"
 REQUIRED_KEYS = ("instruction", "input", "output")

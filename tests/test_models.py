@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from course_utils import chat, load_model, quantization_config
+from course_utils import answer_batch, chat, load_model, quantization_config
 from course_utils.models import _explain_load_error, embedding_model_path, package_file, resolve_model
 
 
@@ -38,6 +38,20 @@ def test_short_generation_answers(chat_id, tokenizer):
     assert model.dtype == torch.float32
     reply = chat(model, tokenizer, "What is the capital of France? Answer in one word.", max_new_tokens=8)
     assert "Paris" in reply
+
+
+def test_answer_batch_pads_left_and_restores_state(chat_id, tokenizer):
+    model = load_model(chat_id)
+    model.train()  # as after a training loop: answers must still come from eval mode (no dropout)
+    side = tokenizer.padding_side
+    chats = [[{"role": "user", "content": "What is the capital of France? Answer in one word."}],
+             [{"role": "system", "content": "Answer in one word."},
+              {"role": "user", "content": "Which city is the capital of France, the city of the Eiffel tower?"}]]
+    replies = answer_batch(model, tokenizer, chats, max_new_tokens=8)
+    assert len(replies) == 2 and all("Paris" in r for r in replies)  # the shorter prompt was padded left
+    assert model.training  # put back in the mode it was in
+    assert replies[0] == chat(model.eval(), tokenizer, chats[0][0]["content"], max_new_tokens=8)
+    assert tokenizer.padding_side == side
 
 
 def test_quantization_configs_spell_out_nf4():
