@@ -21,7 +21,11 @@ def data_dir() -> Path | None:
 
 
 def hub_allowed(profile) -> bool:
-    """Use the Hub for data only on GPU profiles, and never when ``HF_HUB_OFFLINE=1``."""
+    """Use the Hub for data only on a real GPU, and never when ``HF_HUB_OFFLINE=1``.
+
+    A rehearsal follows the GPU recipe on the CPU without network, so it reads the shipped samples;
+    this is one of the few places where real hardware, not the recipe, decides.
+    """
     return profile.has_gpu and os.environ.get("HF_HUB_OFFLINE") != "1"
 
 

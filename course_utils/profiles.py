@@ -2,6 +2,12 @@
 
 A notebook asks ``get_profile()`` once. Everything that differs between a laptop CPU, a Colab T4 and
 an A100 (model ids, dtype, data sizes, step counts) lives here, not in ``if`` statements in cells.
+
+Each GPU profile has a *rehearsal* (``t4-rehearsal``, ...): the same recipe (compute dtype,
+quantization, batch and sequence sizes, every branch a notebook takes) run on the CPU with tiny
+random-initialised copies of the real architectures and a few steps. CI runs the rehearsals, so the
+GPU path is executed on every commit although no GPU is there. Notebooks branch on
+``profile.gpu_recipe`` (true in a rehearsal too), never on the hardware they happen to run on.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import torch
 LOCAL_CHAT_MODEL = "course:smollm2-135m-instruct"
 LOCAL_EMBEDDING_MODEL = "course:all-minilm-l6-v2"
 
+TINY_PREFIX = "course:tiny:"
+"""A rehearsal's model ids: ``course:tiny:<real Hub id>`` names a tiny random copy of that model."""
+
 ROLES = ("chat", "chinese_chat", "fused_qkv", "embedding")
 """Model roles: the Llama lessons' chat model, the persona lesson's Chinese chat model, the custom
 LoRA lesson's fused-QKV model, and the RAG lesson's embedding model."""
@@ -30,8 +39,12 @@ class Profile:
 
     name: str
     description: str
-    device: str  # "cpu" or "cuda"
+    device: str  # the hardware it really runs on: "cpu" or "cuda"
     dtype_name: str  # compute dtype: "float32", "float16" or "bfloat16"
+    target: str = ""  # the recipe it follows: "cpu", "t4", "l4" or "a100" (defaults to ``name``)
+    rehearsal: bool = False  # a GPU recipe on the CPU with tiny models (see the module docstring)
+    gpu_memory_gb: float = 0.0  # the target GPU's budget for the memory ledger (0: no GPU recipe)
+    host_ram_gb: float = 0.0  # the target machine's host RAM budget (Colab's free tier: 12.7 GB)
     models: dict = field(default_factory=dict)  # role -> model id (Hub id, local path or sentinel)
     max_seq_len: int = 256  # tokens; the notebooks choose a smaller one from the data when they can
     n_train: int = 64  # training examples
@@ -47,15 +60,35 @@ class Profile:
         """The compute dtype as a torch dtype."""
         return getattr(torch, self.dtype_name)
 
+    def __post_init__(self):
+        if not self.target:
+            object.__setattr__(self, "target", self.name)
+
     @property
     def has_gpu(self) -> bool:
+        """Whether this process really runs on CUDA. Notebooks branch on ``gpu_recipe`` instead."""
         return self.device == "cuda"
 
+    @property
+    def gpu_recipe(self) -> bool:
+        """Whether the GPU recipe applies: on a GPU profile and on its CPU rehearsal alike."""
+        return self.target != "cpu"
+
     def model_id(self, role: str) -> str:
-        """Return the model id for a role, letting ``COURSE_<ROLE>_MODEL`` override it."""
+        """Return the model id for a role, letting ``COURSE_<ROLE>_MODEL`` override it.
+
+        In a rehearsal an override names the real model, and the tiny copy of it is returned.
+        """
         if role not in ROLES:
             raise ValueError(f"unknown model role {role!r}; roles are {', '.join(ROLES)}")
-        return os.environ.get(_ROLE_ENV[role]) or self.models[role]
+        override = os.environ.get(_ROLE_ENV[role])
+        if override and self.rehearsal and not override.startswith(TINY_PREFIX) and role != "embedding":
+            return TINY_PREFIX + override
+        return override or self.models[role]
+
+    def real_model_id(self, role: str) -> str:
+        """Return the real-scale model behind a role (the Hub id a rehearsal's tiny model copies)."""
+        return self.model_id(role).removeprefix(TINY_PREFIX)
 
 
 _CPU_MODELS = {
@@ -70,6 +103,79 @@ _GPU_MODELS = {
     "fused_qkv": "microsoft/Phi-4-mini-instruct",  # native fused qkv_proj (lesson 09 says why not ChatGLM3)
     "embedding": "sentence-transformers/all-MiniLM-L6-v2",
 }
+
+_GPU_PROFILES = {
+    "t4": Profile(
+        name="t4",
+        description="CUDA, compute capability < 8.0 (Colab T4, V100): fp16 compute, 15 GB",
+        device="cuda",
+        dtype_name="float16",
+        models=_GPU_MODELS,
+        max_seq_len=512,
+        n_train=400,
+        n_eval=100,
+        max_steps=100,
+        batch_size=4,
+        grad_accum=4,
+        max_new_tokens=256,
+        gpu_memory_gb=14.0,
+        host_ram_gb=11.0,
+        notes="No bf16 tensor cores before compute capability 8.0, so compute runs in fp16.",
+    ),
+    "l4": Profile(
+        name="l4",
+        description="CUDA, compute capability >= 8.0 with < 30 GB (Colab L4, A10G, RTX 4090): bf16",
+        device="cuda",
+        dtype_name="bfloat16",
+        models=_GPU_MODELS,
+        max_seq_len=1024,
+        n_train=600,
+        n_eval=150,
+        max_steps=150,
+        batch_size=4,
+        grad_accum=4,
+        max_new_tokens=256,
+        gpu_memory_gb=21.0,
+        host_ram_gb=50.0,
+        notes="bf16 has fp32's exponent range, so no loss scaling is needed; half an A100's batch.",
+    ),
+    "a100": Profile(
+        name="a100",
+        description="CUDA, compute capability >= 8.0 with >= 30 GB (A100, H100): bf16 compute",
+        device="cuda",
+        dtype_name="bfloat16",
+        models=_GPU_MODELS,
+        max_seq_len=1024,
+        n_train=1000,
+        n_eval=200,
+        max_steps=250,
+        batch_size=8,
+        grad_accum=2,
+        max_new_tokens=256,
+        gpu_memory_gb=38.0,
+        host_ram_gb=80.0,
+        notes="bf16 has fp32's exponent range, so no loss scaling is needed.",
+    ),
+}
+
+
+def rehearsal_of(gpu: Profile) -> Profile:
+    """Return the CPU rehearsal of a GPU profile: same recipe, tiny models, a few steps.
+
+    Kept: compute dtype, sequence length, batch size, gradient accumulation, memory budgets.
+    Changed: the device (cpu), the models (tiny random copies of the same architectures, made from
+    the real configs), and the counts of examples, steps and generated tokens. The embedding model
+    stays the real all-MiniLM-L6-v2 from its wheel: it is the same model the GPU profile uses.
+    """
+    models = {role: TINY_PREFIX + mid for role, mid in gpu.models.items()}
+    models["embedding"] = LOCAL_EMBEDDING_MODEL
+    return dataclasses.replace(
+        gpu, name=f"{gpu.name}-rehearsal", target=gpu.name, rehearsal=True, device="cpu",
+        description=f"Rehearsal of {gpu.name} on the CPU: {gpu.dtype_name}, the same recipe, tiny random models",
+        models=models, n_train=16, n_eval=8, max_steps=3, max_new_tokens=16,
+        notes="Proves the GPU path runs and fits (memory ledger at real scale); its quality numbers "
+              "come from random weights and mean nothing.")
+
 
 PROFILES: dict[str, Profile] = {
     "cpu": Profile(
@@ -87,49 +193,34 @@ PROFILES: dict[str, Profile] = {
         max_new_tokens=48,
         notes="fp32 on CPU: bitsandbytes runs int8 and NF4 kernels on the CPU too.",
     ),
-    "t4": Profile(
-        name="t4",
-        description="CUDA, compute capability < 8.0 (Colab T4, V100): fp16 compute, 16 GB",
-        device="cuda",
-        dtype_name="float16",
-        models=_GPU_MODELS,
-        max_seq_len=512,
-        n_train=400,
-        n_eval=100,
-        max_steps=100,
-        batch_size=4,
-        grad_accum=4,
-        max_new_tokens=256,
-        notes="No bf16 tensor cores before compute capability 8.0, so compute runs in fp16.",
-    ),
-    "a100": Profile(
-        name="a100",
-        description="CUDA, compute capability >= 8.0 (A100, L4, H100): bf16 compute",
-        device="cuda",
-        dtype_name="bfloat16",
-        models=_GPU_MODELS,
-        max_seq_len=1024,
-        n_train=1000,
-        n_eval=200,
-        max_steps=250,
-        batch_size=8,
-        grad_accum=2,
-        max_new_tokens=256,
-        notes="bf16 has fp32's exponent range, so no loss scaling is needed.",
-    ),
+    **_GPU_PROFILES,
+    **{f"{name}-rehearsal": rehearsal_of(gpu) for name, gpu in _GPU_PROFILES.items()},
 }
 
 
-def detect_profile_name() -> str:
-    """Pick a profile from the hardware: cpu without CUDA, else by compute capability.
+L4_MAX_GB = 30.0
+"""GPUs with compute capability >= 8.0 and less memory than this get the ``l4`` profile."""
+
+
+def profile_for_gpu(capability_major: int, total_memory_gb: float) -> str:
+    """Pick a GPU profile from compute capability and memory (a pure function, unit-tested).
 
     bf16 is decided by capability >= 8.0, not ``torch.cuda.is_bf16_supported()``: that call has
-    answered True on a T4, which then emulates bf16 slowly or fails inside kernels.
+    answered True on a T4, which then emulates bf16 slowly or fails inside kernels. Memory decides
+    the batch: an L4's 22.5 GB cannot hold the A100 profile's batch of 8 × 1,024 tokens.
     """
+    if capability_major < 8:
+        return "t4"
+    return "l4" if total_memory_gb < L4_MAX_GB else "a100"
+
+
+def detect_profile_name() -> str:
+    """Pick a profile from the hardware: cpu without CUDA, else by capability and memory."""
     if not torch.cuda.is_available():
         return "cpu"
     major, _minor = torch.cuda.get_device_capability(0)
-    return "a100" if major >= 8 else "t4"
+    total_gb = torch.cuda.get_device_properties(0).total_memory / 1e9
+    return profile_for_gpu(major, total_gb)
 
 
 def get_profile(name: str | None = None) -> Profile:
@@ -191,6 +282,9 @@ def environment_report(profile: Profile | None = None) -> dict:
     profile = profile or get_profile()
     info = environment_info(profile)
     print(f"profile  {profile.name}: {profile.description}")
+    if profile.rehearsal:
+        print(f"         rehearsal of {profile.target}: tiny random models on the CPU; losses and "
+              "accuracies below are not meaningful, the code path and the memory ledger are")
     if info["gpu"]:
         mem = info["memory"]
         print(f"device   cuda: {info['gpu']} (compute capability {info['capability']}), "

@@ -2,7 +2,14 @@ import pytest
 import torch
 
 from course_utils import PROFILES, get_profile
-from course_utils.profiles import LOCAL_CHAT_MODEL, ROLES, detect_profile_name, with_overrides
+from course_utils.profiles import (
+    LOCAL_CHAT_MODEL,
+    ROLES,
+    TINY_PREFIX,
+    detect_profile_name,
+    profile_for_gpu,
+    with_overrides,
+)
 
 
 def test_auto_detect_is_cpu_without_cuda(monkeypatch):
@@ -41,7 +48,41 @@ def test_gpu_profile_without_gpu_says_what_to_do():
 def test_dtypes_follow_hardware_rules():
     assert PROFILES["cpu"].dtype is torch.float32
     assert PROFILES["t4"].dtype is torch.float16  # no bf16 before compute capability 8.0
+    assert PROFILES["l4"].dtype is torch.bfloat16
     assert PROFILES["a100"].dtype is torch.bfloat16
+
+
+@pytest.mark.parametrize(("major", "gb", "expected"), [
+    (7, 15.8, "t4"), (7, 32.0, "t4"),  # a V100 32 GB still has no bf16
+    (8, 22.5, "l4"), (8, 24.0, "l4"), (8, 29.9, "l4"),
+    (8, 40.0, "a100"), (8, 80.0, "a100"), (9, 80.0, "a100")])
+def test_gpu_profile_by_capability_and_memory(major, gb, expected):
+    assert profile_for_gpu(major, gb) == expected
+
+
+@pytest.mark.parametrize("gpu", ["t4", "l4", "a100"])
+def test_rehearsal_keeps_the_recipe_and_changes_only_models_and_counts(gpu):
+    real, rehearsal = PROFILES[gpu], PROFILES[f"{gpu}-rehearsal"]
+    assert rehearsal.rehearsal and not real.rehearsal
+    assert rehearsal.device == "cpu" and real.device == "cuda"
+    assert rehearsal.target == real.target == gpu and rehearsal.gpu_recipe and real.gpu_recipe
+    for knob in ("dtype_name", "max_seq_len", "batch_size", "grad_accum", "gpu_memory_gb", "host_ram_gb"):
+        assert getattr(rehearsal, knob) == getattr(real, knob), knob
+    assert rehearsal.max_steps < real.max_steps and rehearsal.n_train < real.n_train
+    for role in ("chat", "chinese_chat", "fused_qkv"):
+        assert rehearsal.model_id(role) == TINY_PREFIX + real.model_id(role)
+        assert rehearsal.real_model_id(role) == real.model_id(role)
+    assert get_profile(f"{gpu}-rehearsal") is rehearsal  # no GPU needed to rehearse
+
+
+def test_cpu_profile_follows_no_gpu_recipe():
+    assert not PROFILES["cpu"].gpu_recipe and PROFILES["cpu"].target == "cpu"
+
+
+def test_rehearsal_override_names_the_real_model(monkeypatch):
+    monkeypatch.setenv("COURSE_CHAT_MODEL", "Qwen/Qwen2.5-7B-Instruct")
+    assert PROFILES["t4-rehearsal"].model_id("chat") == TINY_PREFIX + "Qwen/Qwen2.5-7B-Instruct"
+    assert PROFILES["t4-rehearsal"].real_model_id("chat") == "Qwen/Qwen2.5-7B-Instruct"
 
 
 def test_profiles_are_frozen():
