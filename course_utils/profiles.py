@@ -171,7 +171,7 @@ def rehearsal_of(gpu: Profile) -> Profile:
     models["embedding"] = LOCAL_EMBEDDING_MODEL
     return dataclasses.replace(
         gpu, name=f"{gpu.name}-rehearsal", target=gpu.name, rehearsal=True, device="cpu",
-        description=f"Rehearsal of {gpu.name} on the CPU: {gpu.dtype_name}, the same recipe, tiny random models",
+        description=f"Rehearsal of {gpu.name} on the CPU: {gpu.dtype_name}, same recipe, tiny random models",
         models=models, n_train=16, n_eval=8, max_steps=3, max_new_tokens=16,
         notes="Proves the GPU path runs and fits (memory ledger at real scale); its quality numbers "
               "come from random weights and mean nothing.")
