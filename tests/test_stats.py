@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from course_utils.stats import bootstrap_mean, paired_bootstrap
+
+
+def test_clear_improvement_excludes_zero():
+    rng = np.random.default_rng(1)
+    before = rng.normal(2.0, 0.3, size=200)
+    after = before - 0.2 + rng.normal(0, 0.05, size=200)  # every item improves by about 0.2
+    ci = paired_bootstrap(before, after)
+    assert ci.excludes_zero and ci.high < 0
+    assert ci.low < -0.2 < ci.high or abs(ci.mean + 0.2) < 0.02
+
+
+def test_balanced_flips_interval_contains_zero():
+    before = np.array([0, 1] * 6)
+    after = before.copy()
+    after[0], after[1] = 1, 0  # one item gained, one lost: no net change
+    ci = paired_bootstrap(before, after)
+    assert ci.mean == 0 and ci.low < 0 < ci.high and not ci.excludes_zero
+
+
+def test_one_item_in_twelve_is_noise():
+    before = np.zeros(12)
+    after = np.zeros(12)
+    after[3] = 1  # "accuracy rose from 0 to 8%"
+    ci = paired_bootstrap(before, after)
+    assert ci.mean == pytest.approx(1 / 12)
+    assert ci.low == 0.0 and not ci.excludes_zero
+
+
+def test_pairing_matters():
+    """Large between-item spread, small consistent gain: paired sees it, unpaired means would not."""
+    rng = np.random.default_rng(3)
+    before = rng.normal(0, 5, size=100)
+    after = before + 0.5
+    assert paired_bootstrap(before, after).excludes_zero
+
+
+def test_bad_inputs_and_mean():
+    with pytest.raises(ValueError):
+        paired_bootstrap([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError):
+        paired_bootstrap([1], [2])
+    ci = bootstrap_mean([0, 1, 1, 1])
+    assert ci.mean == 0.75 and 0 <= ci.low <= 0.75 <= ci.high <= 1 and "CI" in str(ci)
