@@ -12,14 +12,23 @@ PORT ?= 8888
 # Two workers with one thread each keep 2 cores busy: much of a notebook is single-threaded Python
 # (imports, bitsandbytes' per-call CPU work), so this is ~30% faster than one worker with 2 threads.
 TEST_WORKERS ?= 2
+# GPU rehearsals: the GPU profiles' recipes (fp16 on a T4, bf16 on an A100) on the CPU, with tiny
+# copies of the real architectures. Every notebook runs under the T4 one; the bf16 one runs the
+# notebooks that train or compare tensors.
+REHEARSAL ?= l4-rehearsal
+BF16_NOTEBOOKS := $(wildcard notebooks/0[46789]_*.ipynb notebooks/1[0-9]_*.ipynb)
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: lab test test-unit test-notebooks lint strip sync clean cache help
+.PHONY: lab test test-cpu test-rehearsal rehearse test-unit test-notebooks lint strip sync clean cache help
 
 help:
 	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
-	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile)"
+	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile),"
+	@echo "              then every notebook under the T4 rehearsal and the training ones under the A100 one"
+	@echo "make rehearse REHEARSAL=l4-rehearsal - run every notebook under one profile"
 	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
 	@echo "make strip  - remove outputs from the notebooks before committing"
 	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
@@ -37,9 +46,17 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyprojec
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
 
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg OMP_NUM_THREADS=1 \
-	  $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+test: test-cpu test-rehearsal
+
+test-cpu: $(STAMP)
+	$(TEST_ENV) COURSE_PROFILE=cpu $(PYTEST)
+
+test-rehearsal: $(STAMP)
+	$(TEST_ENV) COURSE_PROFILE=t4-rehearsal $(PYTEST) notebooks
+	$(TEST_ENV) COURSE_PROFILE=a100-rehearsal $(PYTEST) $(BF16_NOTEBOOKS)
+
+rehearse: $(STAMP)
+	$(TEST_ENV) COURSE_PROFILE=$(REHEARSAL) $(PYTEST) notebooks
 
 test-unit: $(STAMP)
 	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg $(PY) -m pytest tests

@@ -1,5 +1,6 @@
-"""Repository-wide pytest hooks: print how long each notebook took, summed over its cells."""
+"""Repository-wide pytest hooks: name the profile, print how long each notebook took."""
 
+import os
 from collections import defaultdict
 
 _durations: dict[str, float] = defaultdict(float)
@@ -13,7 +14,12 @@ def pytest_runtest_logreport(report):
 def pytest_terminal_summary(terminalreporter):
     if not _durations:
         return
-    terminalreporter.section("notebook runtimes (cpu profile)")
+    profile = os.environ.get("COURSE_PROFILE") or "auto-detected"
+    terminalreporter.section(f"notebook runtimes ({profile} profile)")
     for path, seconds in sorted(_durations.items()):
         terminalreporter.write_line(f"{seconds:7.1f} s  {path}")
     terminalreporter.write_line(f"{sum(_durations.values()):7.1f} s  total")
+
+
+def pytest_report_header(config):
+    return f"course profile: {os.environ.get('COURSE_PROFILE') or 'auto-detected'}"
