@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from course_utils.stats import bootstrap_mean, paired_bootstrap
+from course_utils import PROFILES
+from course_utils.stats import bootstrap_mean, check_claim, paired_bootstrap
 
 
 def test_clear_improvement_excludes_zero():
@@ -45,3 +46,11 @@ def test_bad_inputs_and_mean():
         paired_bootstrap([1], [2])
     ci = bootstrap_mean([0, 1, 1, 1])
     assert ci.mean == 0.75 and 0 <= ci.low <= 0.75 <= ci.high <= 1 and "CI" in str(ci)
+
+
+def test_check_claim_asserts_on_real_weights_only(capsys):
+    assert check_claim(PROFILES["cpu"], True, "loss went down")
+    with pytest.raises(AssertionError, match="loss went down"):
+        check_claim(PROFILES["cpu"], False, "loss went down")
+    assert check_claim(PROFILES["t4-rehearsal"], False, "accuracy rose") is False
+    assert "not asserted" in capsys.readouterr().out

@@ -1,0 +1,83 @@
+"""Precision and device arguments: the few places where real hardware, not the recipe, decides.
+
+Notebooks follow ``profile.gpu_recipe`` so that a CPU rehearsal takes the GPU's branches. Where a
+call needs to know the hardware it actually runs on (``use_cpu`` for a Trainer, the free memory of
+a GPU) it goes through a function here, each with a unit test, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Bits of stored mantissa: one unit in the last place (ulp) of x is 2**(floor(log2|x|) - bits).
+_MANTISSA_BITS = {torch.float32: 23, torch.float16: 10, torch.bfloat16: 7}
+
+
+def trainer_precision(profile) -> dict:
+    """Return ``fp16``/``bf16``/``use_cpu`` for ``TrainingArguments``/``SFTConfig`` from a profile.
+
+    Mixed precision follows the recipe (fp16 on a T4 and its rehearsal, bf16 on an A100 and its);
+    ``use_cpu`` follows the hardware. Note: accelerate runs fp16 *without* autocast and loss scaling
+    on a CPU, so a rehearsal cannot exercise the GradScaler; :func:`check_amp_ready` checks its
+    precondition instead (trainable parameters in fp32).
+    """
+    return {"fp16": profile.dtype == torch.float16, "bf16": profile.dtype == torch.bfloat16,
+            "use_cpu": profile.device == "cpu"}
+
+
+def check_amp_ready(model, profile) -> int:
+    """Raise if fp16 training would fail on a GPU: trainable parameters must be fp32 there.
+
+    With ``fp16=True`` the GradScaler refuses fp16 gradients ("Attempting to unscale FP16
+    gradients"); peft keeps adapter weights in fp32 by default, a hand-made adapter must too.
+    Returns the number of trainable parameters checked.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise RuntimeError("no trainable parameters: did the adapter get attached?")
+    if profile.dtype == torch.float16:
+        bad = [n for n, p in trainable if p.dtype != torch.float32]
+        if bad:
+            raise RuntimeError(
+                f"{len(bad)} trainable tensors are not fp32 (first: {bad[0]}); fp16 mixed precision on a "
+                "GPU will fail with 'Attempting to unscale FP16 gradients'. Keep trainable weights in "
+                "fp32 (peft does by default; for your own module call .float() on its parameters).")
+    return sum(p.numel() for _, p in trainable)
+
+
+def ulp(x: torch.Tensor | float, dtype: torch.dtype) -> float:
+    """Return one unit in the last place of ``dtype`` at the magnitude of ``x`` (its max |value|)."""
+    mag = float(x.detach().abs().max()) if isinstance(x, torch.Tensor) else abs(float(x))
+    mag = max(mag, torch.finfo(dtype).tiny)
+    exponent = torch.floor(torch.log2(torch.tensor(mag, dtype=torch.float64))).item()
+    return float(2.0 ** (exponent - _MANTISSA_BITS[dtype]))
+
+
+def assert_close_in(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, ulps: float = 4.0,
+                    what: str = "tensors") -> float:
+    """Compare two tensors in fp32 with a tolerance of ``ulps`` units in the last place of ``dtype``.
+
+    Half-precision results differ by rounding: a bf16 ulp near 16 is 0.125, so an ``atol=1e-2``
+    that passes in fp32 fails on an A100 for correct code. Returns the largest absolute difference.
+    """
+    a, e = actual.detach().float().cpu(), expected.detach().float().cpu()
+    if a.shape != e.shape:
+        raise AssertionError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(e.shape)}")
+    tol = ulps * ulp(e, dtype)
+    diff = float((a - e).abs().max()) if a.numel() else 0.0
+    if not diff <= tol:
+        raise AssertionError(f"{what}: max |diff| {diff:.3g} exceeds {ulps:g} ulp of {dtype} "
+                             f"at |x| ≈ {float(e.abs().max()):.3g} ({tol:.3g})")
+    return diff
+
+
+def free_accelerator_bytes(profile) -> int | None:
+    """Return the free memory of the GPU the recipe targets: measured on a GPU, the budget in a rehearsal.
+
+    None in the cpu profile (there is no GPU to fill; host RAM is reported elsewhere).
+    """
+    if profile.device == "cuda":
+        return int(torch.cuda.mem_get_info()[0])
+    if profile.gpu_recipe:
+        return int(profile.gpu_memory_gb * 1e9)
+    return None

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from course_utils import PROFILES
+from course_utils.precision import (
+    assert_close_in,
+    check_amp_ready,
+    free_accelerator_bytes,
+    trainer_precision,
+    ulp,
+)
+
+
+def test_trainer_precision_follows_recipe_and_hardware():
+    assert trainer_precision(PROFILES["cpu"]) == {"fp16": False, "bf16": False, "use_cpu": True}
+    assert trainer_precision(PROFILES["t4"]) == {"fp16": True, "bf16": False, "use_cpu": False}
+    assert trainer_precision(PROFILES["t4-rehearsal"]) == {"fp16": True, "bf16": False, "use_cpu": True}
+    assert trainer_precision(PROFILES["a100-rehearsal"]) == {"fp16": False, "bf16": True, "use_cpu": True}
+
+
+def test_ulp_matches_torch_spacing():
+    assert ulp(16.0, torch.bfloat16) == 0.125  # a bf16 ulp near 16
+    assert ulp(1.0, torch.float16) == 2.0 ** -10
+    x = torch.tensor(16.0, dtype=torch.bfloat16)
+    assert float(torch.nextafter(x, torch.tensor(100.0, dtype=torch.bfloat16)) - x) == ulp(16.0, torch.bfloat16)
+
+
+def test_assert_close_in_uses_the_dtype():
+    ref = torch.full((4,), 16.0)
+    off_by_one_bf16_ulp = ref + 0.125
+    assert assert_close_in(off_by_one_bf16_ulp, ref, torch.bfloat16) == 0.125
+    with pytest.raises(AssertionError, match="ulp"):
+        assert_close_in(off_by_one_bf16_ulp, ref, torch.float32)
+    with pytest.raises(AssertionError, match="shapes"):
+        assert_close_in(ref[:2], ref, torch.float32)
+
+
+def test_check_amp_ready_catches_fp16_trainables():
+    layer = torch.nn.Linear(4, 4).half()
+    with pytest.raises(RuntimeError, match="unscale FP16"):
+        check_amp_ready(layer, PROFILES["t4-rehearsal"])
+    assert check_amp_ready(layer.float(), PROFILES["t4-rehearsal"]) == 20
+    assert check_amp_ready(layer.bfloat16(), PROFILES["a100-rehearsal"]) == 20  # bf16 needs no scaler
+    layer.requires_grad_(False)
+    with pytest.raises(RuntimeError, match="no trainable"):
+        check_amp_ready(layer, PROFILES["cpu"])
+
+
+def test_free_accelerator_bytes():
+    assert free_accelerator_bytes(PROFILES["cpu"]) is None
+    assert free_accelerator_bytes(PROFILES["t4-rehearsal"]) == 14_000_000_000
