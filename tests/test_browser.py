@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -33,12 +34,10 @@ OTHER_NOTEBOOK = "05_nf4_quantization.ipynb"  # left open first, as a learner's 
 REGULAR_USER = "nobody"
 IS_ROOT = os.geteuid() == 0
 
-pytestmark = [
-    pytest.mark.skipif(not (CHROMIUM and DRIVER),
-                       reason="Chromium and chromedriver are absent (apt-get install chromium chromium-driver; "
-                              ".ci/run does)"),
-    pytest.mark.skipif(not MAKE, reason="make is absent: the test starts JupyterLab through `make lab`"),
-]
+pytestmark = pytest.mark.skipif(not MAKE, reason="make is absent: the tests start JupyterLab through `make lab`")
+needs_chromium = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="Chromium and chromedriver are absent (apt-get install chromium chromium-driver; .ci/run does)")
 
 
 def _title(notebook: str) -> str:
@@ -82,13 +81,13 @@ def _lab_dirs(home: Path, owner: str | None) -> dict[str, str]:
 class Lab:
     """`make lab` running in its own process group, with its output collected line by line."""
 
-    def __init__(self, prefix: list[str], dirs: dict[str, str], port: int, as_root: bool):
+    def __init__(self, prefix: list[str], dirs: dict[str, str], port: int, as_root: bool, *variables: str):
         self.as_root = as_root
         venv = Path(sys.prefix)
         # The command a learner types, with the venv this test runs in: -o marks it as set up already,
         # so make goes straight to the lab recipe. NO_BROWSER: the test brings its own browser.
         make = [MAKE, "--no-print-directory", "-C", str(ROOT), "-o", f"{venv}/.installed", "lab",
-                f"VENV={venv}", f"PORT={port}", "NO_BROWSER=1"]
+                f"VENV={venv}", f"PORT={port}", "NO_BROWSER=1", *variables]
         self.dirs = dirs
         # Through `env` so that runuser's own HOME does not replace ours; nothing Jupyter-, make- or
         # token-related leaks in from the shell that runs the tests.
@@ -202,6 +201,7 @@ def _open_notebook(driver, base: str, token: str, notebook: str) -> dict:
         and s["cells"] >= 2 and s)  # JupyterLab renders only the cells in view, and a few at a time
 
 
+@needs_chromium
 def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
     url, port, proc = lab
     base, token = url.split("/lab?token=")
@@ -229,3 +229,24 @@ def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
         assert any(NOTEBOOK in p.read_text() for p in workspaces.iterdir()), sorted(workspaces.iterdir())
     finally:
         driver.quit()
+
+
+def test_make_lab_on_every_interface_keeps_a_token(tmp_path):
+    """HOST=0.0.0.0, for a remote machine: the printed URL reaches the lab from outside; no token, no entry."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    lab = Lab([], _lab_dirs(tmp_path / "home", owner=None), port, IS_ROOT, "HOST=0.0.0.0")
+    try:
+        url = lab.wait_for_url(90)  # the printed URL, with this machine's outward address when it has one
+        output = lab.output()
+        assert "reachable from other machines" in output and f"ssh -N -L {port}:localhost:{port}" in output, output
+        base, token = url.split("/lab?token=")
+        assert len(token) >= 32, url
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/status", timeout=10)  # noqa: S310 - this machine
+        assert refused.value.code == 403
+        status = json.load(urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=10))  # noqa: S310
+        assert "started" in status, status
+    finally:
+        lab.stop()

@@ -16,6 +16,7 @@ Any argument this script does not know is passed to `jupyter lab` unchanged (LAB
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import secrets
 import socket
@@ -51,12 +52,31 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
+def this_machine() -> str:
+    """Return a name or address other machines may reach this one by (a cloud box's public one may differ)."""
+    name = socket.getfqdn()
+    try:
+        if not ipaddress.ip_address(socket.gethostbyname(name)).is_loopback:
+            return name
+    except (OSError, ValueError):
+        pass
+    # Containers often call themselves localhost: take the address of the interface that leads outwards.
+    # Connecting a UDP socket sends nothing; 192.0.2.1 is a documentation address (RFC 5737).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            return s.getsockname()[0]
+        except OSError:  # no network but the loopback: the name is as good as anything
+            return socket.gethostname()
+
+
 def lab_urls(host: str, port: int, token: str) -> list[str]:
     """Return the URLs to open: this machine's for a local lab, the machine's name for a remote one."""
     if host in LOOPBACK:
         name = "[::1]" if host == "::1" else "127.0.0.1"
         return [f"http://{name}:{port}/lab?token={token}"]
-    name = socket.getfqdn() if host in ANY else host
+    name = this_machine() if host in ANY else host
+    name = f"[{name}]" if ":" in name else name  # an IPv6 address
     return [f"http://{name}:{port}/lab?token={token}", f"http://localhost:{port}/lab?token={token}"]
 
 
