@@ -8,7 +8,8 @@ through `make lab` too, so what is tested is what a learner types. Each choice i
 - the port asked for (PORT, 8888 by default) may be taken by a lab still running: the next free
   one is used and said so, instead of JupyterLab's own log line that is easy to miss;
 - a token is always set, so the URL printed here is the one to open; with HOST=0.0.0.0 (a remote
-  machine, a cloud GPU box) the token is what keeps the lab private, and the SSH tunnel is shown.
+  machine, a cloud GPU box) the token is what keeps the lab private, and the SSH tunnel is shown;
+- a browser is opened only where there is a display to open it on (not over SSH, not in a container).
 
 Any argument this script does not know is passed to `jupyter lab` unchanged (LAB_ARGS in make).
 """
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> None:
         print("make lab: running as root (usual in containers and on cloud GPU boxes), where JupyterLab "
               "refuses to start by default, so it is started with --allow-root.")
     remote = args.host not in LOOPBACK
-    if args.no_browser or remote:
+    # Without a display (SSH, containers) Python would start a text browser such as lynx in the terminal.
+    headless = sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+    if args.no_browser or remote or headless:
         cmd.append("--no-browser")
     if remote:
         print(f"make lab: listening on {args.host}:{port}, reachable from other machines; "
