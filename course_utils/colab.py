@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.metadata as md
 from pathlib import Path
 
+from .downloads import NOTEBOOK_ROLES, describe_plan
+
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
 NO_GPU = "NO GPU (cpu profile; Runtime > Change runtime type > T4 GPU)"
 
@@ -43,10 +45,11 @@ def runtime_facts() -> dict:
             "profile": get_profile().name}
 
 
-def print_summary(course_dir: str | Path | None = None) -> str:
+def print_summary(course_dir: str | Path | None = None, notebook: str = "") -> str:
     """Print and return the summary line; the install time is read from the bootstrap's stamp file.
 
     The stamp is read once: after a restart the line says nothing about an install that did not run.
+    Then, for a lesson, one line with what it will download on this profile, before anything starts.
     """
     install_s = None
     stamp = Path(course_dir) / ".installed" if course_dir else None
@@ -54,6 +57,11 @@ def print_summary(course_dir: str | Path | None = None) -> str:
     if stamp and stamp.exists() and not shown.exists():
         install_s = float(stamp.read_text().split()[0])
         shown.touch()
-    line = summary_line(**runtime_facts(), install_s=install_s)
+    facts = runtime_facts()
+    line = summary_line(**facts, install_s=install_s)
     print(line)
+    if notebook in NOTEBOOK_ROLES:
+        from .profiles import PROFILES
+
+        print(describe_plan(notebook, PROFILES[facts["profile"]]))
     return line

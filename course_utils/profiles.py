@@ -98,7 +98,7 @@ _CPU_MODELS = {
     "embedding": LOCAL_EMBEDDING_MODEL,
 }
 _GPU_MODELS = {
-    "chat": "meta-llama/Llama-3.1-8B-Instruct",
+    "chat": "unsloth/Llama-3.1-8B-Instruct",  # ungated copy of meta-llama's (models.checked_model_id)
     "chinese_chat": "Qwen/Qwen2.5-1.5B-Instruct",
     "fused_qkv": "microsoft/Phi-4-mini-instruct",  # native fused qkv_proj (lesson 09 says why not ChatGLM3)
     "embedding": "sentence-transformers/all-MiniLM-L6-v2",

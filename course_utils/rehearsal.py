@@ -42,7 +42,9 @@ SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3
 
 
 def _slug(real_id: str) -> str:
-    return real_id.replace("/", "__")
+    from .downloads import original_of  # an ungated mirror has its original's tokenizer and config
+
+    return original_of(real_id).replace("/", "__")
 
 
 def tokenizer_data(real_id: str) -> tuple[dict, str]:

@@ -93,7 +93,7 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     content.mkdir()
     origin = _course_repo(tmp_path / "origin")
     course = content / "course"
-    boot_src = sync_notebooks.bootstrap_source(home=f"file://{origin}")
+    boot_src = sync_notebooks.bootstrap_source(home=f"file://{origin}", notebook=LESSON.stem)
     boot_src = boot_src.replace('COURSE_DIR = "/content/course"', f'COURSE_DIR = "{course}"')
     assert str(course) in boot_src and "/content" not in boot_src.replace(str(content), "")
     boot, setup = tmp_path / "bootstrap.py", tmp_path / "setup.py"
@@ -110,6 +110,7 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     assert re.fullmatch(r"course \S+ \| torch \S+ transformers \S+ peft \S+ trl \S+ bitsandbytes \S+ "
                         r"accelerate \S+ datasets \S+ \| NO GPU .* \| profile cpu \| installed in \d+ s",
                         summary[0]), summary[0]
+    assert "downloads: none (cpu profile" in first, "the lesson says what it downloads before it starts"
     assert f"COURSE_UTILS {course}/course_utils/__init__.py" in first  # the clone, not this checkout
     assert f"CWD {course}/notebooks" in first
 

@@ -45,7 +45,8 @@ def test_notebook_committed_clean_and_canonical(path):
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
 def test_first_code_cell_is_the_bootstrap_then_setup(path):
     code = [c for c in _nb(path)["cells"] if c["cell_type"] == "code"]
-    assert "".join(code[0]["source"]) == sync_notebooks.bootstrap_source()
+    assert "".join(code[0]["source"]) == sync_notebooks.bootstrap_source(
+        notebook=sync_notebooks.lesson_name(path.name))
     assert "setup_notebook(" in "".join(code[1]["source"]), "the second code cell is the setup cell"
 
 

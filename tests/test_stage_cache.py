@@ -10,7 +10,7 @@ import stage_cache  # noqa: E402
 def test_plan_per_profile():
     assert stage_cache.plan("cpu") == {"models": [], "data": []}  # everything ships in wheels
     t4 = stage_cache.plan("t4")
-    assert "meta-llama/Llama-3.1-8B-Instruct" in t4["models"]
+    assert "unsloth/Llama-3.1-8B-Instruct" in t4["models"]  # the ungated copy: no token needed
     assert "gsm8k/train.jsonl" in t4["data"] and "huanhuan.json" in t4["data"]
 
 

@@ -1,6 +1,7 @@
 """Keep every notebook in the course's canonical shape.
 
-- The first code cell is the Colab bootstrap below (one source, copied into every notebook).
+- The first code cell is the Colab bootstrap below (one source, copied into every notebook; only the
+  lesson name it passes on differs).
 - Metadata: the course kernel ("python3" in the course's .venv), Colab GPU accelerator.
 - ``--strip``: outputs and execution counts removed (notebooks are committed clean).
 - ``--check``: change nothing, exit 1 and list the notebooks that are not in shape.
@@ -63,15 +64,16 @@ def sync_badges(text: str, home: str) -> str:
     return _COLAB.sub(lambda m: m.group(1) + home_slug(home) + m.group(3), text)
 
 
-def bootstrap_source(home: str | None = None) -> str:
+def bootstrap_source(home: str | None = None, notebook: str = "") -> str:
     """The first code cell of every notebook: restart-safe Colab install through the lock file.
 
     On Colab the first run clones the course and installs requirements.txt through constraints.txt
     (the versions ``make test`` runs) with Colab's own torch pinned, so pip never replaces it; the
     cpu profile's model wheels only where there is no GPU. Every run, also after "Restart session",
-    puts the course on ``sys.path``, enters ``notebooks/`` and prints one summary line.
+    puts the course on ``sys.path``, enters ``notebooks/`` and prints one summary line, then what
+    ``notebook`` will download on this runtime's profile (the only line that differs per notebook).
     """
-    return f'''# Colab bootstrap (same in every notebook): on Colab, install the course once; elsewhere, nothing.
+    return f'''# Colab bootstrap (same in every notebook): on Colab, installs the course once
 import os
 import subprocess
 import sys
@@ -81,9 +83,10 @@ COURSE_DIR = "/content/course"
 if "google.colab" in sys.modules:
     has_gpu = os.path.exists("/dev/nvidia0")
     if not has_gpu:
-        print("!" * 80 + "\\nWARNING: this Colab runtime has NO GPU. The notebook will run the small cpu "
-              "profile.\\nFor the real models: Runtime > Change runtime type > T4 GPU, then run again.\\n" + "!" * 80)
-    if not os.path.exists(f"{{COURSE_DIR}}/.installed"):  # first run on this VM: about a minute
+        print("!" * 80, "WARNING: this Colab runtime has NO GPU. The notebook runs the small cpu profile.",
+              "For the real models: Runtime > Change runtime type > T4 GPU, then run again.",
+              "!" * 80, sep="\\n")
+    if not os.path.exists(f"{{COURSE_DIR}}/.installed"):  # the first run on this VM
         import importlib.metadata
         import time
 
@@ -108,7 +111,12 @@ if "google.colab" in sys.modules:
     os.chdir(f"{{COURSE_DIR}}/notebooks")
     from course_utils.colab import print_summary
 
-    print_summary(COURSE_DIR)'''
+    print_summary(COURSE_DIR, notebook="{notebook}")'''
+
+
+def lesson_name(filename: str) -> str:
+    """Return the lesson a notebook file belongs to: ``03_8bit_loading`` for its solutions too."""
+    return Path(filename).stem.removesuffix("_solutions")
 
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -121,7 +129,7 @@ def canonical(nb: dict, name: str, strip: bool) -> dict:
     cells = nb["cells"]
     code_idx = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), None)
     boot = {"cell_type": "code", "execution_count": None, "metadata": {"tags": ["bootstrap"]},
-            "outputs": [], "source": bootstrap_source().splitlines(keepends=True)}
+            "outputs": [], "source": bootstrap_source(notebook=lesson_name(name)).splitlines(keepends=True)}
     if code_idx is None:
         cells.append(boot)
     elif "".join(cells[code_idx]["source"]).startswith("# Colab bootstrap"):

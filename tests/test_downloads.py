@@ -1,0 +1,162 @@
+"""Downloads a learner can afford, and no account needed: sizes, plans, and access checked first."""
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+from huggingface_hub.errors import GatedRepoError
+
+import course_utils.models as models
+from course_utils import PROFILES
+from course_utils.downloads import (
+    CHECKPOINT_GB,
+    NOTEBOOK_ROLES,
+    UNGATED_MIRRORS,
+    describe_plan,
+    download_plan,
+    original_of,
+    quantization_differences,
+)
+from course_utils.memory import estimate_footprint, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+GATED, MIRROR = next(iter(UNGATED_MIRRORS.items()))
+
+
+@pytest.mark.parametrize("model_id", ["meta-llama/Llama-3.1-8B-Instruct", "unsloth/Llama-3.1-8B-Instruct",
+                                      "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct"])
+def test_checkpoint_size_matches_parameters_times_two_bytes(model_id):
+    """An independent computation: the shipped config's parameter count in 16-bit weights."""
+    predicted_gb = estimate_footprint(load_config(model_id), None, torch.bfloat16)["total"] / 1e9
+    assert CHECKPOINT_GB[model_id] == pytest.approx(predicted_gb, rel=0.02)
+
+
+def test_mirror_shares_the_originals_shipped_config():
+    assert original_of(MIRROR) == GATED and original_of("Qwen/Qwen2.5-1.5B-Instruct") == "Qwen/Qwen2.5-1.5B-Instruct"
+    assert load_config(MIRROR).to_dict() == load_config(GATED).to_dict()
+
+
+def test_notebook_roles_are_the_roles_the_notebooks_load():
+    """The table must list what each lesson's code actually asks its profile for."""
+    assert sorted(NOTEBOOK_ROLES) == [p.stem for p in LESSONS]
+    for path in LESSONS:
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "code")
+        used = set(re.findall(r'model_id\("(\w+)"\)', code))
+        assert used == set(NOTEBOOK_ROLES[path.stem]), path.name
+
+
+def test_download_plan_per_profile():
+    assert download_plan("02_icl_and_rag", PROFILES["cpu"]) == []  # wheels, not downloads
+    assert download_plan("02_icl_and_rag", PROFILES["t4-rehearsal"]) == []  # built locally
+    t4 = download_plan("02_icl_and_rag", PROFILES["t4"])
+    assert t4 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
+    assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])
+    assert describe_plan("08_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
+
+
+def test_readme_syllabus_shows_each_lessons_t4_download():
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| (\d\d) \|.*$", (ROOT / "README.md").read_text(), re.M)}
+    for path in LESSONS:
+        total = sum(gb for _, gb in download_plan(path.stem, PROFILES["t4"]))
+        assert f"| {total:.1f} GB |" in rows[path.stem[:2]], path.stem
+
+
+def test_prequantized_config_check_names_every_difference():
+    course = models.quantization_config("nf4", torch.bfloat16).to_dict()
+    same = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+            "bnb_4bit_compute_dtype": "bfloat16", "quant_method": "bitsandbytes"}
+    assert quantization_differences(same, course) == []
+    fp4 = {**same, "bnb_4bit_quant_type": "fp4", "bnb_4bit_compute_dtype": "float16"}
+    assert quantization_differences(fp4, course) == [
+        "bnb_4bit_quant_type: checkpoint 'fp4', course 'nf4'",
+        "bnb_4bit_compute_dtype: checkpoint 'float16', course 'bfloat16'"]
+
+
+# --- access is checked before any download ---------------------------------------------------
+
+def _gated(repo_id, *args, **kwargs):
+    request = httpx.Request("GET", f"https://huggingface.co/api/models/{repo_id}")
+    raise GatedRepoError(f"Access to model {repo_id} is restricted.", response=httpx.Response(403, request=request))
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """A Hub that answers access checks from ``hub.access`` and refuses every file transfer."""
+    import huggingface_hub
+    import transformers
+
+    class Hub:
+        access: dict = {}
+        checks: list = []
+        loads: list = []
+
+    def auth_check(repo_id, *args, **kwargs):
+        Hub.checks.append(repo_id)
+        if Hub.access.get(repo_id) != "ok":
+            _gated(repo_id)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"a download started: {args} {kwargs}")
+
+    def record(name, *args, **kwargs):
+        Hub.loads.append(name)
+        raise RuntimeError("stop: the test checks which id from_pretrained was given")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "auth_check", auth_check)
+    for name in ("hf_hub_download", "snapshot_download"):
+        monkeypatch.setattr(huggingface_hub, name, refuse)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", record)
+    monkeypatch.setattr(models.AutoTokenizer, "from_pretrained", record)
+    monkeypatch.setattr(models, "_is_cached", lambda model_id: False)
+    monkeypatch.setattr(models, "_ACCESS_DECISIONS", {})
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    Hub.access, Hub.checks, Hub.loads = {}, [], []
+    return Hub
+
+
+def test_gated_id_without_access_falls_back_to_its_mirror_before_downloading(hub, capsys):
+    with pytest.raises(RuntimeError, match="stop"):
+        models.load_tokenizer(GATED)
+    out = capsys.readouterr().out
+    assert hub.checks == [GATED] and hub.loads == [MIRROR], "checked first, then loaded the mirror"
+    assert f"{GATED} is gated" in out and f"Using {MIRROR} instead" in out and "HF_TOKEN" in out
+    models.checked_model_id(GATED)
+    assert hub.checks == [GATED], "decided once per session"
+
+
+def test_gated_id_without_a_mirror_stops_with_what_to_do(hub):
+    with pytest.raises(RuntimeError, match=r"gated .* accept its licence .* HF_TOKEN"):
+        models.load_tokenizer("meta-llama/Llama-2-7b-hf")
+    assert hub.loads == []
+
+
+def test_mirror_is_kept_without_a_token_and_no_request_is_made(hub):
+    assert models.checked_model_id(MIRROR) == MIRROR
+    assert hub.checks == []
+
+
+def test_original_is_used_when_the_token_has_access(hub, monkeypatch, capsys):
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_test")
+    hub.access[GATED] = "ok"
+    assert models.checked_model_id(MIRROR) == GATED
+    assert hub.checks == [GATED] and "HF_TOKEN has access" in capsys.readouterr().out
+
+
+def test_local_and_course_ids_skip_the_hub(hub, tmp_path):
+    assert models.checked_model_id(str(tmp_path)) == str(tmp_path)
+    assert models.checked_model_id("course:tiny:" + GATED) == "course:tiny:" + GATED
+    assert hub.checks == []
+
+
+def test_readme_states_the_predicted_nf4_checkpoint_size():
+    """The NF4 checkpoint's size in the README is the estimator's prediction, not a remembered number."""
+    config = load_config(GATED)
+    gb = estimate_footprint(config, "nf4", torch.bfloat16, double_quant=True)["total"] / 1e9
+    text = (ROOT / "README.md").read_text()
+    assert f"Meta-Llama-3.1-8B-Instruct-bnb-4bit`, {gb:.1f} GB predicted" in text
