@@ -206,7 +206,8 @@ def _announce_download(model_id: str) -> None:
         return
     size = KNOWN_DOWNLOAD_GB.get(model_id)
     size_txt = f"about {size:g} GB" if size else "size unknown"
-    print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}) into the HF cache.")
+    print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}: safetensors weights, config and "
+          "tokenizer files) into the HF cache.")
 
 
 def _explain_load_error(model_id: str, err: Exception) -> RuntimeError:

@@ -106,6 +106,12 @@ if "google.colab" in sys.modules:
                 raise RuntimeError("installing the course failed:\\n" + (done.stdout + done.stderr)[-3000:])
         with open(f"{{COURSE_DIR}}/.installed", "w") as f:
             f.write(f"{{time.time() - start:.0f}}\\n")
+        loaded = {{name: getattr(sys.modules.get(name), "__version__", "")
+                  for name in ("numpy", "pandas", "pyarrow", "transformers", "datasets")}}
+        stale = [name for name, v in loaded.items() if v and v != importlib.metadata.version(name)]
+        if stale:  # this session imported the old versions: only a restart loads the new ones
+            raise RuntimeError(f"Updated {{', '.join(stale)}}, which this session had already imported. "
+                               "Runtime > Restart session, then run the notebook from the top.")
     if COURSE_DIR not in sys.path:  # set on every run: a restart forgets sys.path and the directory
         sys.path.insert(0, COURSE_DIR)
     os.chdir(f"{{COURSE_DIR}}/notebooks")
