@@ -237,12 +237,22 @@ def load_config(model_id_or_path: str):
 
     from .models import resolve_model
 
-    shipped = _CONFIG_DIR / (model_id_or_path.replace("/", "__") + ".json")
-    if shipped.exists():
-        data = json.loads(shipped.read_text())
-        model_type = data.pop("model_type")
-        return AutoConfig.for_model(model_type, **data)
+    shipped = shipped_config(model_id_or_path)
+    if shipped is not None:
+        return shipped
     return AutoConfig.from_pretrained(resolve_model(model_id_or_path))
+
+
+def shipped_config(model_id: str):
+    """Return the config the course ships for a Hub id (``sample_data/configs``), or None."""
+    from transformers import AutoConfig
+
+    shipped = _CONFIG_DIR / (model_id.replace("/", "__") + ".json")
+    if not shipped.exists():
+        return None
+    data = json.loads(shipped.read_text())
+    model_type = data.pop("model_type")
+    return AutoConfig.for_model(model_type, **data)
 
 
 def meta_model(config) -> nn.Module:
@@ -329,3 +339,76 @@ def training_memory_bill(config, method: str, r: int = 16,
         raise ValueError(f"unknown method {method!r}; use 'full', 'lora' or 'qlora'")
     return {"method": method, "trainable_params": trainable, "weights": base,
             "grads_and_optimizer": states, "total": base + states}
+
+
+# ----------------------------------------------------------------------------- a training run
+
+CUDA_CONTEXT_BYTES = 0.5e9
+"""GPU memory the CUDA context and the cuBLAS/cuDNN handles take outside PyTorch's allocator, so outside
+``torch.cuda.max_memory_allocated`` (a prediction, ~0.3-0.6 GB by CUDA version and GPU; check it with
+``nvidia-smi`` minus ``torch.cuda.memory_reserved`` on the first real run)."""
+
+OPTIMIZER_BYTES_PER_PARAM = {
+    "adamw_torch": 8, "adamw_torch_fused": 8, "adamw": 8, "paged_adamw_32bit": 8,
+    "adamw_bnb_8bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0,
+}
+"""Optimizer state per trainable parameter: AdamW keeps two moments, fp32 (8 bytes) or 8-bit (2 bytes;
+bitsandbytes' per-block scales add < 1%). Paged variants hold the same bytes in CUDA unified memory,
+which can spill to host RAM under pressure, but not before the GPU is full: counted on the GPU."""
+
+
+def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                     dtype: torch.dtype = torch.float32) -> float:
+    """Estimate the activations a LoRA training step keeps for backward, in bytes.
+
+    Counted from what autograd saves in a Llama-style decoder layer with LoRA on every linear layer
+    (SDPA attention, so no seq x seq matrix): per token, a multiple of the hidden size h, the MLP
+    width i and the key/value width kv, in the compute dtype, plus the RMSNorm tensors that
+    transformers keeps in fp32 whatever the compute dtype (so 16-bit saves less than half of fp32).
+    With gradient checkpointing only each layer's input is kept, and one layer is recomputed at
+    a time during backward, so the full per-layer set is held for one layer only.
+    """
+    h, i = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    kv = config.num_key_value_heads * head_dim
+    elem = torch.tensor([], dtype=dtype).element_size()
+    per_layer = elem * (_ACT_H * h + _ACT_I * i + _ACT_KV * kv) + 4 * _ACT_FP32_H * h  # bytes per token
+    tokens = batch_size * seq_len
+    if gradient_checkpointing:
+        return tokens * (config.num_hidden_layers * elem * h + per_layer)
+    return tokens * config.num_hidden_layers * per_layer
+
+
+# Saved tensors per token and layer, in units of h, i and kv (see ``activation_bytes``).
+_ACT_H, _ACT_I, _ACT_KV, _ACT_FP32_H = 12.0, 5.0, 2.0, 4.0
+
+
+def logits_bytes(config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32) -> float:
+    """Estimate the bytes of the logits and the loss over them at the step's peak.
+
+    The logits (batch x seq x vocab, compute dtype), their fp32 copy for the loss (when the compute
+    dtype is 16-bit), log-softmax's fp32 output saved for backward, and its fp32 gradient. For
+    Llama-3's vocabulary of 128k this is the largest single item of a short-context run.
+    """
+    elem = torch.tensor([], dtype=dtype).element_size()
+    n = batch_size * seq_len * config.vocab_size
+    return n * (elem + (4 if elem != 4 else 0) + 4 + 4)
+
+
+def training_state_bytes(config, trainable_params: int, batch_size: int, seq_len: int,
+                         gradient_checkpointing: bool, optim: str = "adamw_torch",
+                         dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Return the bytes a training run adds to the model's weights, by part.
+
+    Trainable (LoRA) weights are kept in fp32 by peft whatever the base dtype, and so are their
+    gradients; the optimizer state follows ``OPTIMIZER_BYTES_PER_PARAM``.
+    """
+    if optim not in OPTIMIZER_BYTES_PER_PARAM:
+        raise ValueError(f"unknown optimizer {optim!r}; known: {', '.join(OPTIMIZER_BYTES_PER_PARAM)}")
+    return {
+        "trainable_weights": trainable_params * 4.0,
+        "gradients": trainable_params * 4.0,
+        "optimizer": trainable_params * float(OPTIMIZER_BYTES_PER_PARAM[optim]),
+        "activations": activation_bytes(config, batch_size, seq_len, gradient_checkpointing, dtype),
+        "logits": logits_bytes(config, batch_size, seq_len, dtype),
+    }

