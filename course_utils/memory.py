@@ -246,24 +246,14 @@ def measure_peak(interval_s: float = 0.005):
 
 # ----------------------------------------------------------------------------- estimates
 
-def load_config(model_id_or_path: str):
-    """Return a model's config: from a local path, the course's shipped copy, or the Hub.
+def shipped_config(model_id: str):
+    """Return the config the course ships for a Hub id (``sample_data/configs``), or None.
 
     The course ships the config.json of each GPU-profile model (a few KB) so estimates for
     Llama-3.1-8B work offline and on machines that will never download the weights.
+    ``course_utils.load_config`` (in models.py, since it may have to resolve a local model) tries
+    this first. This module imports nothing else of ``course_utils``: it sits at the bottom.
     """
-    from transformers import AutoConfig
-
-    from .models import resolve_model
-
-    shipped = shipped_config(model_id_or_path)
-    if shipped is not None:
-        return shipped
-    return AutoConfig.from_pretrained(resolve_model(model_id_or_path))
-
-
-def shipped_config(model_id: str):
-    """Return the config the course ships for a Hub id (``sample_data/configs``), or None."""
     from transformers import AutoConfig
 
     shipped = _CONFIG_DIR / (model_id.replace("/", "__") + ".json")

