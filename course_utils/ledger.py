@@ -231,8 +231,10 @@ class Ledger:
         real = real_scale_model(base, info["model_id"])
         if trainable_params is None:
             trainable_params = _real_trainable(model, real, info["model_id"])
+        peft_configs = getattr(model, "peft_config", None) or {}
+        dropout = any(getattr(c, "lora_dropout", 0) for c in peft_configs.values()) or not peft_configs
         parts = training_state_bytes(real.config, trainable_params, batch_size, seq_len,
-                                     gradient_checkpointing, optim, info["dtype"])
+                                     gradient_checkpointing, optim, info["dtype"], dropout)
         parts["cuda_context"] = CUDA_CONTEXT_BYTES
         name = (f"training {info['model_id'].removeprefix(TINY_PREFIX)}: batch {batch_size} x {seq_len} "
                 f"tokens, checkpointing {'on' if gradient_checkpointing else 'off'}, {optim}")
