@@ -10,7 +10,6 @@ from .memory import (
     fmt_bytes,
     free_memory,
     gpu_memory,
-    load_config,
     lora_param_count,
     measure_peak,
     memory_now,
@@ -20,7 +19,15 @@ from .memory import (
     quantizable_linears,
     training_memory_bill,
 )
-from .models import answer_batch, chat, load_model, load_tokenizer, quantization_config, resolve_model
+from .models import (
+    answer_batch,
+    chat,
+    load_config,
+    load_model,
+    load_tokenizer,
+    quantization_config,
+    resolve_model,
+)
 from .notebook import seed_everything, setup_notebook
 from .profiles import PROFILES, Profile, environment_report, get_profile
 

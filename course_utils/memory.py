@@ -171,6 +171,23 @@ def _malloc_trim() -> None:
         pass
 
 
+def _mmap_large_blocks(threshold_bytes: int = 128 * 1024) -> None:
+    """Make glibc serve every block over 128 KiB with its own mmap, so freeing it lowers the RSS.
+
+    glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
+    tensors of up to 32 MiB come from the heap and stay resident when freed: the RSS then counts
+    dead tensors, and a training step measured +1.04 GB where its live tensors peaked at +0.76 GB.
+    Fixing the threshold (``mallopt(M_MMAP_THRESHOLD)``) makes the RSS follow the live bytes, as
+    ``torch.cuda.max_memory_allocated`` does on a GPU. No-op outside glibc.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, threshold_bytes)  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 class PeakMemory:
     """Result of ``measure_peak``: peak bytes above the start of the block, and where measured."""
 
@@ -206,6 +223,8 @@ def measure_peak(interval_s: float = 0.005):
             result.peak = torch.cuda.max_memory_allocated()
             result.seconds = time.perf_counter() - t0
         return
+    _mmap_large_blocks()
+    free_memory()
     result.start = result.peak = rss_bytes()
     stop = threading.Event()
 
@@ -227,23 +246,24 @@ def measure_peak(interval_s: float = 0.005):
 
 # ----------------------------------------------------------------------------- estimates
 
-def load_config(model_id_or_path: str):
-    """Return a model's config: from a local path, the course's shipped copy, or the Hub.
+def shipped_config(model_id: str):
+    """Return the config the course ships for a Hub id (``sample_data/configs``), or None.
 
     The course ships the config.json of each GPU-profile model (a few KB) so estimates for
     Llama-3.1-8B work offline and on machines that will never download the weights.
+    ``course_utils.load_config`` (in models.py, since it may have to resolve a local model) tries
+    this first. This module imports only the leaf module ``downloads`` of ``course_utils``: it sits at the bottom.
     """
     from transformers import AutoConfig
 
-    from .downloads import original_of  # an ungated mirror uses its original's shipped config
-    from .models import resolve_model
+    from .downloads import original_of  # a leaf module: an ungated mirror uses its original's config
 
-    shipped = _CONFIG_DIR / (original_of(model_id_or_path).replace("/", "__") + ".json")
-    if shipped.exists():
-        data = json.loads(shipped.read_text())
-        model_type = data.pop("model_type")
-        return AutoConfig.for_model(model_type, **data)
-    return AutoConfig.from_pretrained(resolve_model(model_id_or_path))
+    shipped = _CONFIG_DIR / (original_of(model_id).replace("/", "__") + ".json")
+    if not shipped.exists():
+        return None
+    data = json.loads(shipped.read_text())
+    model_type = data.pop("model_type")
+    return AutoConfig.for_model(model_type, **data)
 
 
 def meta_model(config) -> nn.Module:
@@ -330,3 +350,84 @@ def training_memory_bill(config, method: str, r: int = 16,
         raise ValueError(f"unknown method {method!r}; use 'full', 'lora' or 'qlora'")
     return {"method": method, "trainable_params": trainable, "weights": base,
             "grads_and_optimizer": states, "total": base + states}
+
+
+# ----------------------------------------------------------------------------- a training run
+
+CUDA_CONTEXT_BYTES = 0.8e9
+"""GPU memory the CUDA context and the kernels it loads take outside PyTorch's allocator, so outside
+``torch.cuda.max_memory_allocated``: nvidia-smi showed 781 MB for a minimal PyTorch program in
+pytorch/pytorch#34323 (CUDA's lazy module loading, default since 11.7, lowers it). Not measured
+here (no GPU); check it on the first real run: ``torch.cuda.device_memory_used()`` minus
+``torch.cuda.memory_reserved()``."""
+
+OPTIMIZER_BYTES_PER_PARAM = {
+    "adamw_torch": 8, "adamw_torch_fused": 8, "adamw": 8, "paged_adamw_32bit": 8,
+    "adamw_bnb_8bit": 2, "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0,
+}
+"""Optimizer state per trainable parameter: AdamW keeps two moments, fp32 (8 bytes) or 8-bit (2 bytes;
+bitsandbytes' per-block scales add < 1%). Paged variants hold the same bytes in CUDA unified memory,
+which can spill to host RAM under pressure, but not before the GPU is full: counted on the GPU."""
+
+
+def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                     dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> float:
+    """Estimate the activations a LoRA training step keeps for backward, in bytes.
+
+    Per token and decoder layer the saved tensors are a multiple of the hidden size h, the MLP width
+    i and the key/value width kv (SDPA attention keeps no seq x seq matrix). The multiples in
+    ``_ACT_BYTES`` were counted with ``torch.autograd.graph.saved_tensors_hooks`` on Llama-style
+    models with LoRA on every linear layer, varying h, i and kv one at a time: they are not half as
+    large in 16-bit as in fp32, because transformers' RMSNorm keeps fp32 copies of its input (a no-op
+    in fp32), and LoRA dropout saves one dropped-out copy of the input per adapted layer. LoRA on fewer
+    layers saves less, so for those this is an upper bound. With gradient checkpointing each layer
+    keeps only its input, and backward recomputes one layer at a time: the full set for one layer.
+    """
+    h, i = config.hidden_size, config.intermediate_size
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    kv = config.num_key_value_heads * head_dim
+    elem = torch.tensor([], dtype=dtype).element_size()
+    per_h, per_i = _ACT_BYTES[(min(elem, 4), bool(lora_dropout))]
+    per_layer = per_h * h + per_i * i + 2 * elem * kv  # bytes per token: k and v after RoPE
+    tokens = batch_size * seq_len
+    if gradient_checkpointing:
+        return tokens * (config.num_hidden_layers * elem * h + per_layer)
+    return tokens * config.num_hidden_layers * per_layer
+
+
+_ACT_BYTES = {  # (bytes per element, LoRA dropout) -> saved bytes per token and layer, per h and per i
+    (4, True): (66, 20), (4, False): (26, 16),
+    (2, True): (62, 14), (2, False): (38, 10),
+}
+
+
+def logits_bytes(config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32) -> float:
+    """Estimate the bytes of the logits and the loss over them at the step's peak.
+
+    The logits (batch x seq x vocab, compute dtype), their fp32 copy for the loss (when the compute
+    dtype is 16-bit), log-softmax's fp32 output saved for backward, and its fp32 gradient. For
+    Llama-3's vocabulary of 128k this is the largest single item of a short-context run.
+    """
+    elem = torch.tensor([], dtype=dtype).element_size()
+    n = batch_size * seq_len * config.vocab_size
+    return n * (elem + (4 if elem != 4 else 0) + 4 + 4)
+
+
+def training_state_bytes(config, trainable_params: int, batch_size: int, seq_len: int,
+                         gradient_checkpointing: bool, optim: str = "adamw_torch",
+                         dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> dict[str, float]:
+    """Return the bytes a training run adds to the model's weights, by part.
+
+    Trainable (LoRA) weights are kept in fp32 by peft whatever the base dtype, and so are their
+    gradients; the optimizer state follows ``OPTIMIZER_BYTES_PER_PARAM``.
+    """
+    if optim not in OPTIMIZER_BYTES_PER_PARAM:
+        raise ValueError(f"unknown optimizer {optim!r}; known: {', '.join(OPTIMIZER_BYTES_PER_PARAM)}")
+    return {
+        "trainable_weights": trainable_params * 4.0,
+        "gradients": trainable_params * 4.0,
+        "optimizer": trainable_params * float(OPTIMIZER_BYTES_PER_PARAM[optim]),
+        "activations": activation_bytes(config, batch_size, seq_len, gradient_checkpointing, dtype,
+                                        lora_dropout),
+        "logits": logits_bytes(config, batch_size, seq_len, dtype),
+    }

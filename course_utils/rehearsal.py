@@ -163,7 +163,7 @@ def shrink_config(config, tokenizer=None, id_map: dict[int, int] | None = None):
 def _build(real_id: str, dest: Path) -> None:
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from .memory import load_config
+    from .models import load_config
 
     tokenizer = build_tokenizer(real_id)
     id_map = real_to_tiny_ids(real_id, tokenizer)

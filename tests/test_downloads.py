@@ -20,7 +20,8 @@ from course_utils.downloads import (
     original_of,
     quantization_differences,
 )
-from course_utils.memory import estimate_footprint, load_config
+from course_utils.memory import estimate_footprint
+from course_utils.models import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

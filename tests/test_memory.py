@@ -115,3 +115,46 @@ def test_free_memory_hands_freed_heap_pages_back():
     left = rss_bytes() - start
     assert grown > 100e6 and kept > 0.5 * grown  # gc alone leaves the pages in the process
     assert left < 0.2 * grown
+
+
+@pytest.mark.parametrize("batch_size,seq_len", [(1, 64), (2, 128)])
+def test_training_peak_estimate_within_15_percent_of_measured(chat_id, batch_size, seq_len):
+    """A steady-state LoRA step of SmolLM2 (fp32, all linear layers, dropout): predicted vs measured.
+
+    The optimizer state is created by a first step and then stays, as in every later step; the
+    measured block is the next step (its gradients, activations and logits on top of it).
+    """
+    from peft import LoraConfig, get_peft_model
+
+    from course_utils.memory import free_memory, training_state_bytes
+
+    torch.manual_seed(0)
+    model = load_model(chat_id)
+    model.enable_input_require_grads()
+    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear"))
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    warm = torch.randint(0, model.config.vocab_size, (1, 8))
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len))
+    for checkpointing in (False, True):
+        if checkpointing:
+            model.base_model.model.gradient_checkpointing_enable({"use_reentrant": False})
+        optimizer = torch.optim.AdamW(params, lr=1e-4)
+        model(input_ids=warm, labels=warm).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        bill = training_state_bytes(model.config, sum(p.numel() for p in params), batch_size, seq_len,
+                                    checkpointing, "adamw_torch", torch.float32, lora_dropout=True)
+        state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                    if t.dim() > 0)
+        assert state == bill["optimizer"]  # two fp32 moments per trainable parameter
+        free_memory()
+        with measure_peak() as peak:
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        predicted = bill["gradients"] + bill["activations"] + bill["logits"]
+        print(f"{batch_size}x{seq_len} checkpointing {checkpointing}: measured +{fmt_bytes(peak.delta)}, "
+              f"predicted +{fmt_bytes(predicted)}")
+        assert abs(peak.delta / predicted - 1) < 0.15
+        del optimizer

@@ -1,0 +1,83 @@
+"""Memory calculator: the training bill of a model at real scale, and which GPU it fits.
+
+``memory_bill(...)`` is a pure function (tests call it headless); ``memory_calculator()`` wraps it in
+ipywidgets for a notebook. Both enter the bill into a fresh ``Ledger`` of each GPU profile, so the
+calculator and the rehearsals use the same arithmetic and the same budgets (T4 14 GB, L4 21 GB,
+A100 38 GB of GPU memory).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .ledger import Ledger, MemoryBudgetError, _real_meta
+from .memory import CUDA_CONTEXT_BYTES, estimate_footprint, fmt_bytes, lora_param_count, training_state_bytes
+from .profiles import PROFILES
+
+PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
+              "int8": ("int8", torch.float16), "nf4": ("nf4", torch.bfloat16)}
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+GPUS = ("t4", "l4", "a100")
+
+
+def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: str = "nf4", r: int = 16,
+                target_modules=LLAMA_TARGETS, batch_size: int = 4, seq_len: int = 512,
+                gradient_checkpointing: bool = True, optim: str = "paged_adamw_8bit",
+                kbit_upcast: bool = True) -> dict:
+    """Return the real-scale LoRA training bill in bytes by part, its total, and whether it fits each GPU.
+
+    ``precision`` is the frozen base's format; 16-bit parts of a quantized model are fp32 after
+    ``prepare_model_for_kbit_training`` when ``kbit_upcast`` is set (as the course's notebooks do).
+    """
+    quant, dtype = PRECISIONS[precision]
+    real = _real_meta(model_id)
+    kept = torch.float32 if quant and kbit_upcast else dtype
+    weights = estimate_footprint(real, quant, kept)
+    trainable = lora_param_count(real, target_modules, r)
+    parts = {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
+             **training_state_bytes(real.config, trainable, batch_size, seq_len, gradient_checkpointing,
+                                    optim, dtype),
+             "cuda_context": CUDA_CONTEXT_BYTES}
+    fits = {}
+    for gpu in GPUS:
+        book = Ledger(PROFILES[f"{gpu}-rehearsal"])
+        try:
+            book.enter(f"{model_id} ({precision}) training", parts, "gpu", kind="training")
+            fits[gpu] = True
+        except MemoryBudgetError:
+            fits[gpu] = False
+    return {"parts": parts, "total": sum(parts.values()), "trainable_params": trainable, "fits": fits}
+
+
+def format_bill(bill: dict) -> str:
+    """The bill as a few lines of text: parts, total, and fit per GPU."""
+    lines = [f"{k:>18}: {fmt_bytes(v)}" for k, v in bill["parts"].items()]
+    lines.append(f"{'total':>18}: {fmt_bytes(bill['total'])}  ({bill['trainable_params']:,} trainable)")
+    lines.append(" " * 20 + "  ".join(f"{g.upper()} {'fits' if ok else 'does not fit'}"
+                                      for g, ok in bill["fits"].items()))
+    return "\n".join(lines)
+
+
+def memory_calculator(model_id: str = "meta-llama/Llama-3.1-8B-Instruct"):
+    """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell)."""
+    import ipywidgets as widgets
+
+    linear_names = sorted({name.split(".")[-1] for name, m in _real_meta(model_id).named_modules()
+                           if isinstance(m, torch.nn.Linear) and name != "lm_head"})
+
+    def show(precision, r, targets, batch_size, seq_len, gradient_checkpointing, optim):
+        print(format_bill(memory_bill(model_id, precision, r, targets, batch_size, seq_len,
+                                      gradient_checkpointing, optim)))
+
+    return widgets.interactive(
+        show,
+        precision=widgets.Dropdown(options=list(PRECISIONS), value="nf4", description="base"),
+        r=widgets.IntSlider(value=16, min=1, max=256, description="rank r"),
+        targets=widgets.SelectMultiple(options=linear_names, value=tuple(linear_names),
+                                       rows=len(linear_names), description="targets"),
+        batch_size=widgets.IntSlider(value=4, min=1, max=32, description="batch"),
+        seq_len=widgets.IntSlider(value=512, min=64, max=4096, step=64, description="seq len"),
+        gradient_checkpointing=widgets.Checkbox(value=True, description="checkpointing"),
+        optim=widgets.Dropdown(options=["adamw_torch", "paged_adamw_32bit", "adamw_8bit", "paged_adamw_8bit"],
+                               value="paged_adamw_8bit", description="optimizer"),
+    )

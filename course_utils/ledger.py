@@ -1,0 +1,354 @@
+"""Memory ledger: what every loaded model and training run would hold at real scale, and where.
+
+A rehearsal profile (``t4-rehearsal``, ...) runs a GPU notebook on the CPU with tiny models, so the
+tiny models' memory says nothing about the GPU. The ledger keeps the bill the *real* models would
+run up: every model loaded through ``course_utils.load_model`` is entered at the footprint of its
+real-scale config (built on the meta device by ``memory.estimate_footprint``), on the device it would
+occupy, and leaves when the model object is garbage-collected. A cell that would push the GPU (or
+the host RAM, for CPU-side copies) past the profile's budget fails in the rehearsal with what it
+would need, where, and what to change, instead of failing on a learner's Colab T4 after a 16 GB
+download. On a real GPU nothing is enforced (the GPU itself is the judge) and ``report()`` prints
+the prediction beside ``torch.cuda.max_memory_allocated`` so the first real run checks it.
+In the cpu profile the ledger is off: every call below is a cheap no-op.
+
+How a notebook uses it::
+
+    from course_utils import ledger
+
+    model = load_model(profile.model_id("chat"), quantization="nf4", dtype=profile.dtype)  # entered
+    model = prepare_model_for_kbit_training(model)  # fp32 up-casts: seen by the next ledger call
+    model = get_peft_model(model, lora_config)
+    ledger.training(model, batch_size=CFG.batch_size, seq_len=CFG.max_len,
+                    gradient_checkpointing=True, optim="paged_adamw_8bit")  # raises if it won't fit
+    trainer.train()
+    ledger.report()  # the bill; on a GPU beside the measured peak
+    del model, trainer; free_memory()  # the entries leave with the objects
+
+- ``ledger.track_model(model, model_id, quantization, dtype, device)``: what ``load_model`` calls.
+  ``device`` is ``"gpu"`` or ``"host"`` (a CPU-side copy, e.g. for merging); a model loaded with
+  ``device_map="cpu"`` counts as host RAM.
+- ``ledger.training(model, batch_size, seq_len, gradient_checkpointing, optim, trainable_params=None)``:
+  enter a training run's trainable weights, gradients, optimizer state, activations, logits and the
+  CUDA context; call it before ``trainer.train()`` (again before another run: it replaces the last).
+  For a model that is not a peft model, pass the real-scale ``trainable_params``.
+- ``ledger.enter(name, nbytes, device, owner=None)``: anything else (a dequantized copy, ...);
+  leaves with ``owner`` or by ``ledger.leave(entry)``.
+- ``ledger.current()`` is the ledger of the active profile; ``Ledger(profile)`` makes a fresh one.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import torch
+
+from .memory import (
+    CUDA_CONTEXT_BYTES,
+    estimate_footprint,
+    fmt_bytes,
+    lora_param_count,
+    meta_model,
+    shipped_config,
+    training_state_bytes,
+)
+from .profiles import TINY_PREFIX, Profile, get_profile
+
+GB = 1e9  # budgets are in GB (10^9 bytes), as the profiles state them
+DEVICES = ("gpu", "host")
+
+
+class MemoryBudgetError(RuntimeError):
+    """A rehearsal cell whose real-scale memory would not fit the profile's GPU or host RAM."""
+
+
+@dataclass
+class Entry:
+    """One line of the ledger: a name, bytes by part, and the device those bytes occupy."""
+
+    name: str
+    device: str
+    parts: dict[str, float]
+    kind: str = "other"
+    info: dict = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> float:
+        return float(sum(self.parts.values()))
+
+
+# ----------------------------------------------------------------------------- real-scale configs
+
+@lru_cache(maxsize=8)
+def _real_meta(real_id: str):
+    """The real model's module tree on the meta device (cached: an 8B tree takes ~2 s to build)."""
+    config = shipped_config(real_id)
+    if config is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(real_id)
+    return meta_model(config)
+
+
+def real_scale_model(model, model_id: str):
+    """Return a meta-device module tree of the real-scale model behind ``model``.
+
+    A rehearsal's ``course:tiny:<id>`` models stand for ``<id>``; any other loaded model already is
+    real scale, so its own config is used.
+    """
+    if model_id.startswith(TINY_PREFIX):
+        return _real_meta(model_id.removeprefix(TINY_PREFIX))
+    return meta_model(model.config)
+
+
+def _float_dtype(model) -> torch.dtype:
+    """The dtype the unquantized weights are in now (fp32 after ``prepare_model_for_kbit_training``)."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is not None and emb.weight.is_floating_point():
+        return emb.weight.dtype
+    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+
+
+def _base(model):
+    """The transformers model under a peft wrapper (the object whose entry holds its weights)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+# ----------------------------------------------------------------------------- the ledger
+
+class Ledger:
+    """Entries per device; enforces the profile's budgets when the profile is a rehearsal."""
+
+    def __init__(self, profile: Profile):
+        self.profile = profile
+        self.active = profile.gpu_recipe
+        self.enforce = profile.rehearsal
+        self.entries: dict[int, Entry] = {}
+        self.peak = {d: 0.0 for d in DEVICES}
+        self._models: dict[int, int] = {}  # id(base model) -> entry key
+        self._training: dict[int, int] = {}  # id(base model) -> training entry key
+        self._next = 0
+
+    def budget(self, device: str) -> float:
+        """The profile's budget in bytes for ``device`` ("gpu" or "host")."""
+        return (self.profile.gpu_memory_gb if device == "gpu" else self.profile.host_ram_gb) * GB
+
+    def total(self, device: str) -> float:
+        """Bytes the current entries hold on ``device``, at real scale."""
+        return sum(e.nbytes for e in self.entries.values() if e.device == device)
+
+    def _check(self, entry: Entry, replacing: int | None = None) -> None:
+        held = [e for k, e in self.entries.items() if e.device == entry.device and k != replacing]
+        need = sum(e.nbytes for e in held) + entry.nbytes
+        if not self.enforce or need <= self.budget(entry.device):
+            return
+        where = "GPU memory" if entry.device == "gpu" else "host RAM"
+        lines = [f"{self.profile.name}: {entry.name} would need {fmt_bytes(entry.nbytes)} of {where} at "
+                 f"real scale, {fmt_bytes(need)} in all, over the {self.profile.target} budget of "
+                 f"{self.budget(entry.device) / GB:g} GB."]
+        lines += [f"  {fmt_bytes(e.nbytes):>11}  {e.name}" for e in held]
+        lines += [f"  {fmt_bytes(entry.nbytes):>11}  {entry.name} (new): "
+                  + ", ".join(f"{k} {fmt_bytes(v)}" for k, v in entry.parts.items() if v)]
+        lines.append("What to change: " + _advice(entry))
+        raise MemoryBudgetError("\n".join(lines))
+
+    def enter(self, name: str, parts: dict[str, float] | float, device: str = "gpu", owner=None,
+              kind: str = "other", info: dict | None = None, replacing: int | None = None) -> int | None:
+        """Add an entry (bytes by part); it leaves when ``owner`` is garbage-collected. Returns its key."""
+        if not self.active:
+            return None
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, not {device!r}")
+        parts = parts if isinstance(parts, dict) else {"bytes": float(parts)}
+        entry = Entry(name, device, {k: float(v) for k, v in parts.items()}, kind, info or {})
+        self._check(entry, replacing)
+        if replacing is not None:
+            self.entries.pop(replacing, None)
+        key, self._next = self._next, self._next + 1
+        self.entries[key] = entry
+        self.peak[device] = max(self.peak[device], self.total(device))
+        if owner is not None:
+            weakref.finalize(owner, self.leave, key)
+        return key
+
+    def leave(self, key: int | None) -> None:
+        """Remove an entry (called by the garbage collector for entries with an owner)."""
+        self.entries.pop(key, None)
+
+    # --------------------------------------------------------------------- models
+
+    def track_model(self, model, model_id: str, quantization: str | None, dtype: torch.dtype,
+                    device: str = "gpu", double_quant: bool = True) -> int | None:
+        """Enter a loaded model at its real-scale footprint; it leaves when ``model`` is collected."""
+        if not self.active:
+            return None
+        info = {"model_id": model_id, "quantization": quantization, "double_quant": double_quant}
+        entry = self._model_parts(model, info, dtype)
+        key = self.enter(_model_name(model_id, quantization, dtype), entry, device, owner=model,
+                         kind="model", info={**info, "dtype": dtype})
+        self._models[id(model)] = key
+        weakref.finalize(model, self._models.pop, id(model), None)
+        return key
+
+    def _model_parts(self, model, info: dict, dtype: torch.dtype) -> dict[str, float]:
+        real = real_scale_model(model, info["model_id"])
+        est = estimate_footprint(real, info["quantization"], dtype, info["double_quant"])
+        parts = {"weights": est["weights"], "quant_constants": est["quant_constants"]}
+        if info["quantization"] and dtype != torch.float32:
+            up = estimate_footprint(real, info["quantization"], torch.float32, info["double_quant"])
+            parts["weights"], parts["fp32_upcasts"] = est["weights"], up["weights"] - est["weights"]
+            parts["fp32_upcasts"] *= _float_dtype(model) == torch.float32
+        return parts
+
+    def refresh(self, model) -> None:
+        """Re-read a model's state: ``prepare_model_for_kbit_training`` up-casts to fp32 after loading."""
+        key = self._models.get(id(_base(model)))
+        if key is None or key not in self.entries:
+            return
+        old = self.entries[key]
+        parts = self._model_parts(_base(model), old.info, old.info["dtype"])
+        if parts != old.parts:
+            new_key = self.enter(old.name, parts, old.device, kind="model", info=old.info, replacing=key)
+            self.entries[key] = self.entries.pop(new_key)  # keep the key the finalizer knows
+
+    # --------------------------------------------------------------------- training
+
+    def training(self, model, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                 optim: str = "adamw_torch", trainable_params: int | None = None) -> int | None:
+        """Enter a training run of ``model``: trainable weights, grads, optimizer, activations, logits.
+
+        Call before ``trainer.train()``; a second call for the same model replaces the first.
+        """
+        if not self.active:
+            return None
+        base = _base(model)
+        self.refresh(model)
+        key = self._models.get(id(base))
+        if key is None:
+            raise ValueError("the ledger has no entry for this model: load it with course_utils.load_model")
+        info = self.entries[key].info
+        real = real_scale_model(base, info["model_id"])
+        if trainable_params is None:
+            trainable_params = _real_trainable(model, real, info["model_id"])
+        peft_configs = getattr(model, "peft_config", None) or {}
+        dropout = any(getattr(c, "lora_dropout", 0) for c in peft_configs.values()) or not peft_configs
+        parts = training_state_bytes(real.config, trainable_params, batch_size, seq_len,
+                                     gradient_checkpointing, optim, info["dtype"], dropout)
+        parts["cuda_context"] = CUDA_CONTEXT_BYTES
+        name = (f"training {info['model_id'].removeprefix(TINY_PREFIX)}: batch {batch_size} x {seq_len} "
+                f"tokens, checkpointing {'on' if gradient_checkpointing else 'off'}, {optim}")
+        run_info = {"batch_size": batch_size, "seq_len": seq_len, "optim": optim,
+                    "gradient_checkpointing": gradient_checkpointing}
+        tkey = self.enter(name, parts, "gpu", owner=base, kind="training", info=run_info,
+                          replacing=self._training.get(id(base)))
+        self._training[id(base)] = tkey
+        return tkey
+
+    # --------------------------------------------------------------------- report
+
+    def report(self) -> dict[str, float]:
+        """Print the entries and totals per device (beside CUDA's measured peak on a GPU); return totals."""
+        totals = {d: self.total(d) for d in DEVICES}
+        if not self.active:
+            print(f"memory ledger: off in the {self.profile.name} profile")
+            return totals
+        print(f"memory ledger ({self.profile.name}, real-scale prediction):")
+        for e in self.entries.values():
+            print(f"  {e.device:<5}{fmt_bytes(e.nbytes):>11}  {e.name}")
+        for d in DEVICES:
+            print(f"  {d} now {fmt_bytes(totals[d])}, peak {fmt_bytes(self.peak[d])} of the "
+                  f"{self.budget(d) / GB:g} GB budget")
+        if torch.cuda.is_available():
+            measured = torch.cuda.max_memory_allocated()
+            print(f"  measured: torch.cuda.max_memory_allocated {fmt_bytes(measured)} vs predicted peak "
+                  f"{fmt_bytes(self.peak['gpu'] - CUDA_CONTEXT_BYTES)} (both without the CUDA context)")
+        return totals
+
+
+def _model_name(model_id: str, quantization: str | None, dtype: torch.dtype) -> str:
+    real = model_id.removeprefix(TINY_PREFIX)
+    return f"{real} ({quantization or str(dtype).removeprefix('torch.')})"
+
+
+def _real_trainable(model, real, model_id: str) -> int:
+    """Count the real-scale trainable parameters of a peft LoRA model from its config."""
+    peft_config = getattr(model, "peft_config", None)
+    if not peft_config:
+        if not model_id.startswith(TINY_PREFIX):
+            return sum(p.numel() for p in model.parameters() if p.requires_grad)
+        raise ValueError("not a peft model: pass trainable_params= (the real-scale count) to training()")
+    cfg = next(iter(peft_config.values()))
+    targets = cfg.target_modules
+    if isinstance(targets, str):  # "all-linear" or a regex: count every linear it would match
+        targets = {name.split(".")[-1] for name, m in real.named_modules()
+                   if isinstance(m, torch.nn.Linear) and m is not real.get_output_embeddings()}
+    return lora_param_count(real, targets, cfg.r)
+
+
+def _advice(entry: Entry) -> str:
+    if entry.kind == "training":
+        return ("lower the batch size (raise gradient accumulation to keep the effective batch) or the "
+                "sequence length, turn gradient checkpointing on, or use an 8-bit/paged optimizer.")
+    if entry.device == "host":
+        return ("do not keep a CPU-side copy of the whole model: work on one layer, or merge in the "
+                "compute dtype on the GPU.")
+    return ("free the models you no longer need first (`del model; free_memory()`), load in a smaller "
+            "format (nf4 instead of int8 or 16-bit), or compare one layer instead of a second model.")
+
+
+# ----------------------------------------------------------------------------- the active ledger
+
+_LEDGERS: dict[str, Ledger] = {}
+
+
+def current(profile: Profile | None = None) -> Ledger:
+    """The ledger of ``profile`` (default: the active profile, as ``get_profile()`` picks it)."""
+    profile = profile or get_profile()
+    if profile.name not in _LEDGERS or _LEDGERS[profile.name].profile != profile:
+        _LEDGERS[profile.name] = Ledger(profile)
+    return _LEDGERS[profile.name]
+
+
+def track_model(model, model_id: str, quantization: str | None, dtype: torch.dtype,
+                device: str = "gpu", double_quant: bool = True) -> int | None:
+    """Enter a model in the active ledger (``load_model`` calls this)."""
+    return current().track_model(model, model_id, quantization, dtype, device, double_quant)
+
+
+def track_loaded(model, model_id: str, quantization_config, dtype: torch.dtype, device_map) -> int | None:
+    """Enter a model ``load_model`` just loaded: format from its BitsAndBytesConfig, device from the map."""
+    ledger = current()
+    if not ledger.active:
+        return None
+    kind, double_quant = None, True
+    if quantization_config is not None:
+        if quantization_config.load_in_8bit:
+            kind = "int8"
+        elif quantization_config.load_in_4bit:
+            kind = quantization_config.bnb_4bit_quant_type
+            double_quant = quantization_config.bnb_4bit_use_double_quant
+    on_cpu = device_map == "cpu" or (isinstance(device_map, dict) and set(device_map.values()) <= {"cpu"})
+    return ledger.track_model(model, model_id, kind, dtype, "host" if on_cpu else "gpu", double_quant)
+
+
+def training(model, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+             optim: str = "adamw_torch", trainable_params: int | None = None) -> int | None:
+    """Enter a training run in the active ledger; see ``Ledger.training``."""
+    return current().training(model, batch_size, seq_len, gradient_checkpointing, optim,
+                              trainable_params)
+
+
+def enter(name: str, nbytes: float, device: str = "gpu", owner=None) -> int | None:
+    """Enter anything else in the active ledger; it leaves with ``owner`` (or ``leave(key)``)."""
+    return current().enter(name, nbytes, device, owner)
+
+
+def leave(key: int | None) -> None:
+    """Remove an entry from the active ledger."""
+    current().leave(key)
+
+
+def report() -> dict[str, float]:
+    """Print the active ledger; see ``Ledger.report``."""
+    return current().report()

@@ -1,0 +1,25 @@
+"""The memory calculator, headless: its bill is the ledger's, and the fit verdicts follow the budgets."""
+
+from course_utils.calculator import format_bill, memory_bill, memory_calculator
+
+
+def test_qlora_8b_fits_a_t4_and_fp16_lora_does_not():
+    qlora = memory_bill(precision="nf4", batch_size=1, seq_len=512)
+    lora16 = memory_bill(precision="fp16", batch_size=1, seq_len=512, optim="adamw_torch")
+    assert qlora["fits"]["t4"] and not lora16["fits"]["t4"]  # 16 GB of fp16 weights alone exceed 14 GB
+    assert lora16["fits"]["a100"]
+    assert lora16["parts"]["weights"] > 16e9 > qlora["total"]
+
+
+def test_checkpointing_and_batch_move_the_bill():
+    on = memory_bill(batch_size=8, seq_len=1024, gradient_checkpointing=True)
+    off = memory_bill(batch_size=8, seq_len=1024, gradient_checkpointing=False)
+    assert off["parts"]["activations"] > 10 * on["parts"]["activations"]
+    assert on["fits"]["a100"] and not off["fits"]["a100"]
+    assert "T4" in format_bill(on)
+
+
+def test_widget_builds_headless(capsys):
+    ui = memory_calculator()
+    ui.update()  # run the callback once, as a slider change would
+    assert "total" in capsys.readouterr().out

@@ -1,0 +1,94 @@
+"""The memory ledger: real-scale entries, budgets enforced in rehearsals, entries freed with their model."""
+
+import gc
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, LlamaConfig
+
+from course_utils import estimate_footprint, load_config
+from course_utils import ledger as ledger_mod
+from course_utils.ledger import Ledger, MemoryBudgetError
+from course_utils.profiles import PROFILES, TINY_PREFIX
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def stand_in(dtype=torch.float16):
+    """A tiny Llama-shaped model object standing for the rehearsal's tiny copy (owner of an entry)."""
+    cfg = LlamaConfig(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=1, vocab_size=128)
+    return AutoModelForCausalLM.from_config(cfg, dtype=dtype)
+
+
+def test_second_int8_8b_model_fails_on_the_t4_rehearsal_and_gc_frees_it():
+    book = Ledger(PROFILES["t4-rehearsal"])
+    first = stand_in()
+    book.track_model(first, TINY_PREFIX + LLAMA, "int8", torch.float16)
+    one = estimate_footprint(load_config(LLAMA), "int8", torch.float16)["total"]
+    assert book.total("gpu") == pytest.approx(one)
+    assert 8e9 < one < 14e9  # one int8 8B fits a T4 (embeddings and head stay fp16) ...
+    second = stand_in()
+    with pytest.raises(MemoryBudgetError) as err:  # ... two do not
+        book.track_model(second, TINY_PREFIX + LLAMA, "int8", torch.float16)
+    msg = str(err.value)
+    print(msg)
+    assert "GPU memory" in msg and "14 GB" in msg and LLAMA in msg and "What to change" in msg
+    assert book.total("gpu") == pytest.approx(one)  # the refused entry was not kept
+    del first
+    gc.collect()
+    assert book.total("gpu") == 0  # garbage collection took the first model's entry with it
+    book.track_model(second, TINY_PREFIX + LLAMA, "int8", torch.float16)  # now it fits
+    assert book.total("gpu") == pytest.approx(one)
+
+
+def test_host_copy_is_checked_against_host_ram():
+    book = Ledger(PROFILES["t4-rehearsal"])
+    owner = stand_in(torch.float32)
+    with pytest.raises(MemoryBudgetError, match="host RAM"):  # an fp32 8B copy is 32 GB > 11 GB
+        book.track_model(owner, TINY_PREFIX + LLAMA, None, torch.float32, device="host")
+    assert book.total("host") == 0
+
+
+def test_kbit_upcasts_and_training_run_enter_the_bill():
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    book = Ledger(PROFILES["t4-rehearsal"])
+    model = stand_in()
+    book.track_model(model, TINY_PREFIX + LLAMA, "nf4", torch.float16)
+    before = book.total("gpu")
+    model = prepare_model_for_kbit_training(model)  # casts fp16 parameters to fp32
+    model = get_peft_model(model, LoraConfig(r=16, target_modules=["q_proj", "v_proj"]))
+    with pytest.raises(MemoryBudgetError, match="checkpointing"):  # batch 4 x 512 without checkpointing
+        book.training(model, batch_size=4, seq_len=512, gradient_checkpointing=False)
+    # embeddings and head (2 x 128256 x 4096) now fp32: 2.1 GB more than in fp16
+    assert book.total("gpu") - before == pytest.approx(2 * 128256 * 4096 * 2, rel=1e-3)
+    key = book.training(model, batch_size=4, seq_len=512, gradient_checkpointing=True,
+                        optim="paged_adamw_8bit")
+    run = book.entries[key]
+    cfg = load_config(LLAMA)
+    assert run.parts["trainable_weights"] == 4 * 32 * 16 * (4096 + 4096 + 4096 + 1024)  # r(d_in+d_out)
+    assert run.parts["optimizer"] == run.parts["trainable_weights"] / 2  # 8-bit: 2 bytes vs 4
+    assert run.parts["logits"] > 4 * 512 * cfg.vocab_size * 4  # the 128k vocabulary costs GBs
+    assert book.total("gpu") <= 14e9
+    again = book.training(model, batch_size=2, seq_len=512, gradient_checkpointing=True)
+    assert key not in book.entries and again in book.entries  # a re-run replaces, does not stack
+
+
+def test_load_model_enters_and_leaves_the_active_ledger(chat_id, monkeypatch):
+    from course_utils import load_model
+
+    monkeypatch.setenv("COURSE_PROFILE", "t4-rehearsal")
+    book = ledger_mod.current()
+    start = book.total("gpu")
+    model = load_model(chat_id)  # a real-scale model (the cpu one) stands for itself
+    assert book.total("gpu") - start == pytest.approx(estimate_footprint(model.config)["total"])
+    del model
+    gc.collect()
+    assert book.total("gpu") == start
+
+
+def test_ledger_is_off_in_the_cpu_profile():
+    book = Ledger(PROFILES["cpu"])
+    assert book.track_model(stand_in(), LLAMA, None, torch.float32) is None
+    assert book.total("gpu") == 0
