@@ -173,7 +173,8 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 5.0) -> None:
             continue
 
 
-# torch.distributed.elastic's report of a failed worker has a line `  rank      : 1 (local_rank: 1)`
+# torch.distributed.elastic's report names the first rank that failed under "Root Cause", in a line
+# `  rank      : 1 (local_rank: 1)`; the ranks it stopped afterwards are listed above it.
 _ROOT_CAUSE_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
 
 
@@ -185,8 +186,13 @@ def explain_failure(result: LaunchResult) -> str:
                 "looks like this; the last lines were:\n" + result.tail())
     if result.returncode == 0:
         return "the launch succeeded"
-    ranks = sorted({m.group(1) for line in result.lines if (m := _ROOT_CAUSE_RANK.match(line))})
+    start = max((i for i, line in enumerate(result.lines) if "Root Cause" in line), default=0)
+    ranks = sorted({m.group(1) for line in result.lines[start:] if (m := _ROOT_CAUSE_RANK.match(line))})
     died = f"rank(s) {', '.join(ranks)} exited with an error" if ranks else "a process exited with an error"
+    own = tuple(f"[rank{r}]:" for r in ranks)  # the elastic agent prefixes each worker's traceback
+    causes = [line for line in result.lines if line.startswith(own) and "Error" in line]
+    if causes:
+        died += f" ({causes[-1].split(':', 1)[1].strip()})"
     return (f"{died}; the launcher stopped the other ranks and returned {result.returncode} after "
             f"{result.seconds:.0f} s. The last lines were:\n" + result.tail())
 

@@ -48,11 +48,13 @@ def ddp_probe(model, blocks, cfg, rank, world, device) -> dict:
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    def grads_agree() -> bool:
+    def grads_agree() -> bool:  # the same answer on every rank: is any rank's gradient not rank 0's?
         flat = torch.cat([p.grad.flatten().float() for p in trainable])
-        other = flat.clone()
-        dist.broadcast(other, src=0)
-        return bool(torch.equal(flat, other))
+        rank0 = flat.clone()
+        dist.broadcast(rank0, src=0)
+        differs = (flat != rank0).any().float()
+        dist.all_reduce(differs, op=dist.ReduceOp.MAX)
+        return differs.item() == 0
 
     out = {"sync_s": [], "no_sync_s": []}
     for _ in range(cfg["probe_repeats"]):
@@ -78,13 +80,18 @@ def ddp_probe(model, blocks, cfg, rank, world, device) -> dict:
 
 
 def shard(model, cfg):
-    """FSDP2: shard each decoder layer, then the rest (embeddings, final norm, head) at the root."""
+    """FSDP2: shard each decoder layer, then the rest (embeddings, final norm, head) at the root.
+
+    ``reshard_after_forward=False`` keeps a layer's gathered weights from forward until its backward:
+    one all-gather per layer and step instead of two, for more memory during the step. After the
+    backward every layer is resharded either way.
+    """
     from torch.distributed.fsdp import fully_shard
 
     if cfg["shard_layers"]:
         for layer in model.base_model.model.model.layers:
-            fully_shard(layer, reshard_after_forward=True)
-    fully_shard(model, reshard_after_forward=True)
+            fully_shard(layer, reshard_after_forward=cfg["reshard_after_forward"])
+    fully_shard(model, reshard_after_forward=cfg["reshard_after_forward"])
     return model
 
 
@@ -138,7 +145,9 @@ def main(argv=None) -> None:
     steps = cfg["steps"][args.mode]
     losses, seconds = train_steps(model, optimizer, blocks, steps, cfg["batch_size"], rank, world, device)
     result = {"rank": rank, "world_size": world, "mode": args.mode, "losses": losses, "step_s": seconds,
-              "held": held_bytes(model, optimizer)}
+              "held": held_bytes(model, optimizer),
+              "launcher_env": {k: os.environ.get(k) for k in ("ACCELERATE_USE_FSDP", "FSDP_VERSION",
+                                                               "OMP_NUM_THREADS", "MASTER_PORT")}}
     log(rank, f"{args.mode}: trained {steps} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
               f"median step {statistics.median(seconds):.2f} s")
     if args.mode == "ddp":
