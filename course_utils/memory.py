@@ -252,7 +252,8 @@ def shipped_config(model_id: str):
     The course ships the config.json of each GPU-profile model (a few KB) so estimates for
     Llama-3.1-8B work offline and on machines that will never download the weights.
     ``course_utils.load_config`` (in models.py, since it may have to resolve a local model) tries
-    this first. This module imports only the leaf module ``downloads`` of ``course_utils``: it sits at the bottom.
+    this first. This module imports only the leaf module ``downloads`` of ``course_utils``:
+    it sits at the bottom.
     """
     from transformers import AutoConfig
 

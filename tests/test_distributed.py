@@ -1,0 +1,155 @@
+"""course_utils.distributed: batches split exactly, launches never hang, bytes per process add up."""
+
+import json
+import socket
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from course_utils.distributed import (
+    LaunchResult,
+    accelerate_command,
+    check_backend,
+    check_port_free,
+    explain_failure,
+    free_port,
+    global_batch,
+    held_bytes,
+    max_rel_diff,
+    pack_blocks,
+    predicted_held_bytes,
+    rank_slice,
+    run_launch,
+    train_steps,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=128, max_position_embeddings=64, tie_word_embeddings=True)
+
+
+def tiny_lora(seed=0):
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(123)
+    base = LlamaForCausalLM(LlamaConfig(**TINY))
+    torch.manual_seed(seed)
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                           target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+
+
+def test_pack_blocks_keeps_every_token_in_order_and_drops_only_the_tail():
+    blocks = pack_blocks([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4)
+    assert blocks.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8]]
+    with pytest.raises(ValueError):
+        pack_blocks([[1, 2]], 4)
+
+
+def test_rank_slices_cover_the_global_batch_once():
+    blocks = torch.arange(40).view(10, 4)
+    batch = global_batch(blocks, step=2, size=4)  # rows 8, 9, then wraps to 0, 1
+    assert batch[:, 0].tolist() == [32, 36, 0, 4]
+    slices = [rank_slice(batch, r, 2) for r in range(2)]
+    assert torch.equal(torch.cat(slices), batch)
+    with pytest.raises(ValueError):
+        rank_slice(batch, 0, 3)
+
+
+def test_free_port_is_free_and_a_taken_port_is_named():
+    port = free_port()
+    check_port_free(port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = s.getsockname()[1]
+        with pytest.raises(RuntimeError, match=str(taken)):
+            check_port_free(taken)
+
+
+def test_backend_errors_say_what_to_do():
+    check_backend("gloo")  # Linux CPU wheels have it
+    with pytest.raises(RuntimeError, match="Windows or macOS"):
+        check_backend("nccl", platform="darwin")
+    with pytest.raises(ValueError):
+        check_backend("mpi-please")
+
+
+def test_accelerate_command_spells_out_the_launch():
+    ddp = accelerate_command("train.py", 2, 1234, cpu=True, script_args=["--mode", "ddp"])
+    assert ddp[-3:] == ["train.py", "--mode", "ddp"] and "--multi_gpu" in ddp and "--cpu" not in ddp
+    assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[ddp.index("--main_process_port") + 1] == "1234"
+    fsdp = accelerate_command("train.py", 8, 1234, cpu=False, fsdp=True)
+    assert fsdp[fsdp.index("--fsdp_version") + 1] == "2" and "--multi_gpu" not in fsdp
+    assert "--cpu" in accelerate_command("train.py", 1, 1234, cpu=True)
+
+
+def test_run_launch_streams_lines_and_a_hung_launch_is_killed(capsys):
+    code = "import time; print('[rank 0] up', flush=True); print('noise', flush=True); time.sleep(60)"
+    result = run_launch([sys.executable, "-c", code], timeout_s=3, show=lambda line: line.startswith("[rank"))
+    assert result.timed_out and not result.ok and result.seconds < 20
+    assert result.lines[:2] == ["[rank 0] up", "noise"]
+    printed = capsys.readouterr().out
+    assert "[rank 0] up" in printed and "noise" not in printed
+    assert "did not finish" in explain_failure(result)
+
+
+def test_explain_failure_names_the_rank_from_the_elastic_report():
+    report = ["Root Cause (first observed failure):", "[0]:", "  time      : 2026-01-01_00:00:00",
+              "  rank      : 1 (local_rank: 1)", "  exitcode  : 1 (pid: 42)"]
+    text = explain_failure(LaunchResult(1, 3.0, report))
+    assert text.startswith("rank(s) 1 exited with an error")
+
+
+def test_held_bytes_match_the_estimator_for_a_lora_model():
+    model = tiny_lora()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    blocks = torch.randint(0, TINY["vocab_size"], (8, 8))
+    train_steps(model, opt, blocks, steps=1, batch_size=4)
+    held = held_bytes(model, opt)
+    predicted = predicted_held_bytes(LlamaConfig(**TINY), ["q_proj", "v_proj"], 4, 1, sharded=False)
+    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert held["grads"] == predicted["grads"] == n_lora * 4 and held["optimizer"] == n_lora * 8
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())  # the estimator counts them too
+    assert held["params"] + buffers == predicted["params"]
+    sharded = predicted_held_bytes(LlamaConfig(**TINY), ["q_proj", "v_proj"], 4, 4, sharded=True)
+    assert sharded["total"] == pytest.approx(predicted["total"] / 4)
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch, torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    sys.path.insert(0, {tests!r})
+    from test_distributed import tiny_lora
+    from course_utils.distributed import train_steps
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = DDP(tiny_lora())
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    blocks = torch.load({blocks!r})
+    losses, _ = train_steps(model, opt, blocks, steps=3, batch_size=4, rank=rank, world_size=world)
+    print(f"[rank {{rank}}] " + json.dumps(losses), flush=True)
+    dist.destroy_process_group()
+""")
+
+
+def test_ddp_on_two_processes_reproduces_one_process(tmp_path):
+    """The lesson's claim on a tiny model: same global batch and seed, same loss curve."""
+    torch.manual_seed(0)
+    blocks = torch.randint(0, TINY["vocab_size"], (12, 8))
+    torch.save(blocks, tmp_path / "blocks.pt")
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), blocks=str(tmp_path / "blocks.pt")))
+    cmd = accelerate_command(script, 2, free_port(), cpu=True)
+    result = run_launch(cmd, timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert result.ok, explain_failure(result)
+    curves = [json.loads(line.split("] ", 1)[1]) for line in result.lines if line.startswith("[rank")]
+    model = tiny_lora()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    single, _ = train_steps(model, opt, blocks, steps=3, batch_size=4)
+    assert len(curves) == 2 and curves[0] == curves[1]
+    assert max_rel_diff(curves[0], single) < 1e-5 and single[-1] < single[0]
