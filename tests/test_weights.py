@@ -24,3 +24,20 @@ def test_grid_bits_tells_a_4bit_grid_from_fresh_weights():
     bits = grid_bits(nn.Sequential(fresh, snapped))
     assert bits["0"] == math.log2(32)
     assert bits["1"] <= 4
+
+
+def test_levels_per_block_reads_only_the_first_blocks_when_asked():
+    w = torch.arange(12.0)
+    assert levels_per_block(w, block=4, max_blocks=2).tolist() == [4, 4]
+
+
+def test_grid_bits_skips_the_output_head():
+    class Tiny(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(32, 32), nn.Linear(32, 32)
+
+        def get_output_embeddings(self):
+            return self.head
+
+    assert set(grid_bits(Tiny())) == {"body"}
