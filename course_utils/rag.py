@@ -67,9 +67,11 @@ def chunk_markdown(text: str, max_words: int = 80) -> list[dict]:
 
 
 def embed(encoder, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-    """Embed texts with a sentence-transformers model; returns a float32 tensor (n, dim), not normalized.
+    """Embed texts with a sentence-transformers model; returns a float32 tensor (n, dim).
 
-    We normalize ourselves in ``cosine_scores`` so that the notebook shows where the cosine comes from.
+    The vectors are returned as the encoder makes them: all-MiniLM-L6-v2 ends in a ``Normalize``
+    module, so its vectors are already unit length. ``cosine_scores`` normalizes anyway, so any
+    encoder works and the notebook shows where the cosine comes from.
     """
     return encoder.encode(list(texts), batch_size=batch_size, convert_to_tensor=True,
                           normalize_embeddings=False, show_progress_bar=False).float().cpu()
