@@ -179,15 +179,31 @@ def _build(real_id: str, dest: Path) -> None:
         "special tokens; stand-in weights, widths and BPE vocabulary. Not a trained model.\n")
 
 
+def recipe_hash(real_id: str) -> str:
+    """Return a short hash of everything a tiny model is built from (this module, config, tokens).
+
+    It names the cache folder, so a changed recipe builds a new copy instead of reusing a stale one.
+    """
+    import hashlib
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update((SAMPLE_DIR / "configs" / f"{_slug(real_id)}.json").read_bytes())
+    for f in sorted((TOKENIZER_DATA_DIR / _slug(real_id)).iterdir()):
+        h.update(f.read_bytes())
+    for text in training_corpus():
+        h.update(text.encode("utf-8"))
+    return h.hexdigest()[:10]
+
+
 def materialize_tiny(real_id: str) -> Path:
     """Build the tiny copy of ``real_id`` once into the course cache and return its directory."""
     from .models import course_cache_dir, publish_dir
 
     real_id = real_id.removeprefix(TINY_PREFIX)
-    dest = course_cache_dir() / "tiny" / _slug(real_id)
+    tokenizer_data(real_id)  # fail early, with the list of known models
+    dest = course_cache_dir() / "tiny" / f"{_slug(real_id)}-{recipe_hash(real_id)}"
     if (dest / "model.safetensors").exists() and (dest / "tokenizer_config.json").exists():
         return dest
-    tokenizer_data(real_id)  # fail early, with the list of known models
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".partial-", dir=dest.parent))
     start = time.perf_counter()
