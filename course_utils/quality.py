@@ -1,0 +1,118 @@
+"""Model-level quality: perplexity and next-token KL on held-out text, for any precision.
+
+Weight error says how far a quantized matrix is from the original; what a learner cares about is
+what the *model* does. The QLoRA and LLM.int8 papers compare formats by perplexity on held-out text,
+and the KL divergence of the quantized model's next-token distribution from the original's is the
+same comparison made per token. Everything here works on any causal LM, quantized or not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import torch
+import torch.nn.functional as F
+
+# Modules of Python's standard library whose docstrings serve as general English text: written by
+# people, present on every machine, never in the course's training data. (The exact text varies a
+# little between Python versions, so numbers may move in the third digit across versions.)
+_TEXT_MODULES = ("argparse", "collections", "textwrap", "logging", "json", "csv", "unittest",
+                 "functools", "itertools", "pathlib", "datetime", "random", "statistics", "string")
+
+
+def general_text(n_passages: int = 48, min_words: int = 40) -> list[str]:
+    """Return up to ``n_passages`` English passages (stdlib docstrings of at least ``min_words``)."""
+    passages: list[str] = []
+    for name in _TEXT_MODULES:
+        module = importlib.import_module(name)
+        objects = [module, *(obj for _, obj in sorted(vars(module).items()) if callable(obj))]
+        for obj in objects:
+            doc = inspect.getdoc(obj) or ""
+            text = " ".join(doc.split())
+            if len(text.split()) >= min_words and text not in passages:
+                passages.append(text)
+            if len(passages) >= n_passages:
+                return passages
+    return passages
+
+
+@torch.no_grad()
+def sequence_nll(model, tokenizer, texts: list[str], max_len: int = 128, batch_size: int = 8) -> torch.Tensor:
+    """Return the mean next-token negative log-likelihood (nats) of each text, shape (len(texts),).
+
+    Per-text values (not one pooled number) let two models be compared with a paired bootstrap.
+    Padding is on the right and masked out; no position predicts from a pad token.
+    """
+    out = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_len)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            logits = model(**enc).logits[:, :-1].float()
+            target = enc["input_ids"][:, 1:]
+            mask = enc["attention_mask"][:, 1:].float()
+            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+            out.append(((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
+    finally:
+        tokenizer.padding_side = side
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def next_token_logprobs(model, tokenizer, texts: list[str], max_len: int = 128,
+                        batch_size: int = 8) -> list[torch.Tensor]:
+    """Return, per text, the log-softmax of the next-token logits at its real positions (fp32, cpu)."""
+    out = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_len)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            logp = F.log_softmax(model(**enc).logits.float(), dim=-1).cpu()
+            for row, n in zip(logp, enc["attention_mask"].sum(1).tolist()):
+                out.append(row[:n])
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def mean_kl(reference: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Tensor:
+    """Return per text the mean KL(reference ‖ other) over positions, in nats; shape (len(texts),)."""
+    kls = []
+    for p, q in zip(reference, other, strict=True):
+        kls.append((p.exp() * (p - q)).sum(-1).mean())
+    return torch.stack(kls)
+
+
+def symmetric_int4(w: torch.Tensor, block: int = 64) -> torch.Tensor:
+    """Quantize to symmetric int4 per block of ``block`` weights and dequantize (from scratch).
+
+    Levels −7…7 times ``absmax / 7``: uniform steps, one code (−8) unused so zero stays exact. This is
+    the plain baseline NF4 is measured against: same bits, same blocks, uniform instead of normal
+    quantiles.
+    """
+    flat = w.detach().float().reshape(-1, block)
+    scale = flat.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 7
+    q = torch.clamp(torch.round(flat / scale), -7, 7)
+    return (q * scale).reshape(w.shape).to(w.dtype)
+
+
+@torch.no_grad()
+def fake_quantize_linears(model, quantize=symmetric_int4, skip=("lm_head",)) -> int:
+    """Replace each ``nn.Linear`` weight by ``quantize(weight)`` in place; return how many were changed.
+
+    "Fake" quantization stores the dequantized values in the original dtype: the model computes as
+    a real 4-bit kernel would (same rounded weights) without a special kernel. The head stays as
+    bitsandbytes keeps it, in full precision.
+    """
+    n = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not any(s in name for s in skip):
+            if module.weight.numel() % 64 == 0:
+                module.weight.copy_(quantize(module.weight))
+                n += 1
+    return n
