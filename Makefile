@@ -7,7 +7,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # The torch release the course is tested with (its CPU build lies in the CI image's wheel cache).
 TORCH_SPEC ?= torch==2.13.0
+# make lab HOST=0.0.0.0 PORT=8890 on a remote machine or cloud GPU box (tools/lab.py prints the URL and
+# an SSH tunnel); a taken PORT moves to the next free one. HOST is read from make's command line only:
+# some shells export HOST as the machine's name. NO_BROWSER=1 opens no browser; LAB_ARGS go to jupyter lab.
+ifneq ($(origin HOST),command line)
+HOST := 127.0.0.1
+endif
 PORT ?= 8888
+NO_BROWSER ?=
+LAB_ARGS ?=
 # make test runs notebooks in parallel, one notebook per worker (a notebook's cells stay in order).
 # Two workers with one thread each keep 2 cores busy: much of a notebook is single-threaded Python
 # (imports, bitsandbytes' per-call CPU work), so this is ~30% faster than one worker with 2 threads.
@@ -44,7 +52,7 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt pyprojec
 	touch $(STAMP)
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT)
+	$(PY) tools/lab.py --host=$(HOST) --port=$(PORT) $(if $(NO_BROWSER),--no-browser) $(LAB_ARGS)
 
 test: test-cpu test-rehearsal
 
