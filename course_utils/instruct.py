@@ -18,6 +18,7 @@ from .data import hub_allowed, load_records
 GUANACO_DATASET = "mlabonne/guanaco-llama2-1k"
 GUANACO_LOCAL_FILE = "guanaco/train.jsonl"  # under COURSE_DATA_DIR
 GUANACO_SAMPLE = "guanaco_sample.jsonl"  # under course_utils/sample_data, written by the course
+GUANACO_ROWS = 1000  # rows in the Hub data set's train split ("1k"): a slice past it is clamped
 
 _TURN = re.compile(r"<s>\s*\[INST\](.*?)\[/INST\](.*?)(?:</s>|(?=<s>\s*\[INST\])|\Z)", re.DOTALL)
 _SYSTEM = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.DOTALL)
@@ -79,7 +80,10 @@ def load_guanaco(profile, n_rows: int | None = None) -> tuple[list[dict], str]:
 
     ``n_rows`` defaults to the profile's training plus held-out examples.
     """
-    n_rows = n_rows or profile.n_train + profile.n_eval
+    wanted = n_rows or profile.n_train + profile.n_eval
+    n_rows = min(wanted, GUANACO_ROWS)
+    if n_rows < wanted:
+        print(f"guanaco-llama2-1k has {GUANACO_ROWS:,} rows: asked for {wanted:,}, loading {n_rows:,}")
     return load_records("guanaco", GUANACO_LOCAL_FILE, GUANACO_SAMPLE,
                         hub=lambda: hub_guanaco(n_rows), use_hub=hub_allowed(profile), limit=n_rows)
 
@@ -95,6 +99,21 @@ def guanaco_chats(rows: list[dict]) -> list[dict]:
     if bad:
         print(f"skipped {bad} of {len(rows)} records that are not in the [INST] format")
     return out
+
+
+def clamp_split(n_train: int, n_eval: int, available: int) -> tuple[int, int]:
+    """Shrink a train/held-out request to ``available`` rows, keeping the held-out share, and say so.
+
+    A profile asks for counts; a data set (after dropping over-long records) may hold fewer.
+    """
+    if n_train + n_eval <= available:
+        return n_train, n_eval
+    if available < 2:
+        raise ValueError(f"need at least 2 rows to split into train and held-out, have {available}")
+    new_eval = min(available - 1, max(1, round(available * n_eval / (n_train + n_eval))))
+    print(f"data set holds {available:,} usable rows, fewer than {n_train:,} + {n_eval:,}: "
+          f"using {available - new_eval:,} for training and {new_eval:,} held out")
+    return available - new_eval, new_eval
 
 
 def split_train_eval(rows: list, n_eval: int, seed: int = 0) -> tuple[list, list]:

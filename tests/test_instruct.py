@@ -7,7 +7,9 @@ import pytest
 from course_utils import get_profile
 from course_utils.data import SAMPLE_DIR, read_jsonl
 from course_utils.instruct import (
+    GUANACO_ROWS,
     GUANACO_SAMPLE,
+    clamp_split,
     format_llama2,
     guanaco_chats,
     load_guanaco,
@@ -93,3 +95,21 @@ def test_load_guanaco_sources(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     rows, source = load_guanaco(profile, n_rows=10)
     assert rows == [{"text": "<s>[INST] x [/INST] y </s>"}] and "COURSE_DATA_DIR" in source
+
+
+def test_clamp_split_keeps_request_that_fits_and_shrinks_one_that_does_not(capsys):
+    assert clamp_split(48, 12, 60) == (48, 12)
+    assert capsys.readouterr().out == ""
+    n_train, n_eval = clamp_split(1000, 200, GUANACO_ROWS)  # the a100 profile on the 1k set
+    assert (n_train, n_eval) == (833, 167) and n_train + n_eval == GUANACO_ROWS
+    assert "833" in capsys.readouterr().out
+    assert clamp_split(5, 5, 2) == (1, 1)
+    with pytest.raises(ValueError):
+        clamp_split(5, 5, 1)
+
+
+def test_load_guanaco_clamps_a_slice_past_the_data_set(monkeypatch, capsys):
+    monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
+    rows, _ = load_guanaco(get_profile("cpu"), n_rows=GUANACO_ROWS + 200)
+    assert f"asked for {GUANACO_ROWS + 200:,}, loading {GUANACO_ROWS:,}" in capsys.readouterr().out
+    assert 0 < len(rows) <= GUANACO_ROWS
