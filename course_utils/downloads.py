@@ -50,6 +50,7 @@ NOTEBOOK_ROLES = {
     "07_qlora_llama": ("chat",),
     "08_persona_sft_zhenhuan": ("chinese_chat",),
     "09_custom_lora_chatglm": ("fused_qkv",),
+    "10_scale_out": ("chinese_chat",),  # Qwen2.5-1.5B: one full copy per T4 under DDP
 }
 
 NF4_ONLY = ("01_finetuning_taxonomy",)

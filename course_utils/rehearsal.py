@@ -163,11 +163,14 @@ def shrink_config(config, tokenizer=None, id_map: dict[int, int] | None = None):
 def _build(real_id: str, dest: Path) -> None:
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from .models import load_config
+    from .memory import shipped_config
 
     tokenizer = build_tokenizer(real_id)
     id_map = real_to_tiny_ids(real_id, tokenizer)
-    config = shrink_config(load_config(real_id), tokenizer, id_map)
+    real = shipped_config(real_id)
+    if real is None:
+        raise ValueError(f"the course ships no config for {real_id!r}: add it to sample_data/configs")
+    config = shrink_config(real, tokenizer, id_map)
     torch.manual_seed(SEED)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     specials, _ = tokenizer_data(real_id)
@@ -199,7 +202,7 @@ def recipe_hash(real_id: str) -> str:
 
 def materialize_tiny(real_id: str) -> Path:
     """Build the tiny copy of ``real_id`` once into the course cache and return its directory."""
-    from .models import course_cache_dir, publish_dir
+    from .cache import course_cache_dir, publish_dir
 
     real_id = real_id.removeprefix(TINY_PREFIX)
     tokenizer_data(real_id)  # fail early, with the list of known models

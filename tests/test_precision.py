@@ -6,6 +6,7 @@ from course_utils.precision import (
     assert_close_in,
     check_amp_ready,
     free_accelerator_bytes,
+    torch_device,
     trainer_precision,
     ulp,
 )
@@ -49,3 +50,8 @@ def test_check_amp_ready_catches_fp16_trainables():
 def test_free_accelerator_bytes():
     assert free_accelerator_bytes(PROFILES["cpu"]) is None
     assert free_accelerator_bytes(PROFILES["t4-rehearsal"]) == 14_000_000_000
+
+
+def test_torch_device_follows_hardware():
+    assert torch_device(PROFILES["t4-rehearsal"]) == "cpu" and torch_device(PROFILES["cpu"]) == "cpu"
+    assert torch_device(PROFILES["a100"]) == "cuda:0"
