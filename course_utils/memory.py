@@ -189,28 +189,58 @@ def _mmap_large_blocks(threshold_bytes: int = 128 * 1024) -> None:
 
 
 class PeakMemory:
-    """Result of ``measure_peak``: peak bytes above the start of the block, and where measured."""
+    """Result of ``measure_peak``: peak bytes above the start of the block, and where measured.
+
+    ``delta`` is the peak of live tensor bytes above the start (CUDA's allocator statistics on a
+    GPU, the profiler's record of every CPU allocation and free on a CPU): what the estimators
+    predict. On a CPU, ``rss_delta`` is what the operating system saw (the process's resident set),
+    which also counts the allocator's own caching and freed pages not yet handed back.
+    """
 
     def __init__(self, source: str):
         self.source, self.start, self.peak, self.seconds = source, 0, 0, 0.0
+        self.rss_start = self.rss_peak = 0
 
     @property
     def delta(self) -> int:
         return self.peak - self.start
 
+    @property
+    def rss_delta(self) -> int:
+        return self.rss_peak - self.rss_start
+
     def __repr__(self) -> str:
-        return (f"PeakMemory({self.source}: peak {fmt_bytes(self.peak)}, "
-                f"+{fmt_bytes(self.delta)} over the block, {self.seconds:.1f}s)")
+        rss = f", process RSS +{fmt_bytes(self.rss_delta)}" if self.rss_peak else ""
+        return (f"PeakMemory({self.source}: +{fmt_bytes(self.delta)} over the block{rss}, "
+                f"{self.seconds:.1f}s)")
+
+
+def peak_live_bytes(events) -> int:
+    """Peak of the running sum of allocation sizes (frees are negative), starting from zero.
+
+    ``events`` are ``(time, nbytes)`` pairs in any order; a free of a tensor allocated before the
+    block lowers the sum, so the peak is taken over the block's own net allocations.
+    """
+    live = peak = 0
+    for _, nbytes in sorted(events):
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 @contextlib.contextmanager
 def measure_peak(interval_s: float = 0.005):
-    """Measure the peak memory of a block: CUDA's peak allocator stat, or sampled RSS on CPU.
+    """Measure the peak memory of a block: live tensor bytes above the start of the block.
 
-    The CPU fallback polls the resident set size from a thread, because the kernel's
-    ``ru_maxrss`` only ever grows and cannot be reset between blocks.
+    On a GPU this is the caching allocator's peak statistic. A CPU has no such statistic, so the
+    PyTorch profiler records every tensor allocation and free of the block
+    (``profile_memory=True``) and the peak of their running sum is taken: the same quantity, so the
+    estimators can be checked on a laptop. The process's resident set size is sampled beside it
+    (``rss_delta``), because that is what the operating system counts against the machine's RAM;
+    it is noisier (glibc keeps freed pages, the page cache comes and goes), which is why it is not
+    the number the course compares with its predictions.
     """
-    result = PeakMemory("cuda allocated" if torch.cuda.is_available() else "process RSS")
+    result = PeakMemory("cuda allocated" if torch.cuda.is_available() else "CPU tensors")
     t0 = time.perf_counter()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -223,24 +253,32 @@ def measure_peak(interval_s: float = 0.005):
             result.peak = torch.cuda.max_memory_allocated()
             result.seconds = time.perf_counter() - t0
         return
+    from torch.profiler import ProfilerActivity, profile
+
     _mmap_large_blocks()
     free_memory()
-    result.start = result.peak = rss_bytes()
+    result.rss_start = result.rss_peak = rss_bytes()
     stop = threading.Event()
 
     def poll():
         while not stop.is_set():
-            result.peak = max(result.peak, rss_bytes())
+            result.rss_peak = max(result.rss_peak, rss_bytes())
             stop.wait(interval_s)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    prof.start()
     try:
         yield result
     finally:
+        prof.stop()
         stop.set()
         thread.join()
-        result.peak = max(result.peak, rss_bytes())
+        result.rss_peak = max(result.rss_peak, rss_bytes())
+        events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                  if e.name() == "[memory]" and str(e.device_type()) == "DeviceType.CPU"]
+        result.peak = peak_live_bytes(events)
         result.seconds = time.perf_counter() - t0
 
 
@@ -384,6 +422,13 @@ def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointi
     layers saves less, so for those this is an upper bound. With gradient checkpointing each layer
     keeps only its input, and backward recomputes one layer at a time: the full set for one layer.
     """
+    kept, recomputed = _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype,
+                                         lora_dropout)
+    return kept + recomputed
+
+
+def _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype, lora_dropout):
+    """Activations kept through the forward pass, and those of the one layer backward recomputes."""
     h, i = config.hidden_size, config.intermediate_size
     head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
     kv = config.num_key_value_heads * head_dim
@@ -392,8 +437,27 @@ def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointi
     per_layer = per_h * h + per_i * i + 2 * elem * kv  # bytes per token: k and v after RoPE
     tokens = batch_size * seq_len
     if gradient_checkpointing:
-        return tokens * (config.num_hidden_layers * elem * h + per_layer)
-    return tokens * config.num_hidden_layers * per_layer
+        return tokens * config.num_hidden_layers * elem * h, tokens * per_layer
+    return tokens * config.num_hidden_layers * per_layer, 0
+
+
+def step_peak_bytes(config, trainable_params: int, batch_size: int, seq_len: int,
+                    gradient_checkpointing: bool, dtype: torch.dtype = torch.float32,
+                    lora_dropout: bool = True) -> float:
+    """Estimate the peak a training step adds on top of the weights and the optimizer state.
+
+    The parts of ``training_state_bytes`` are never all alive at once. The peak comes at one of two
+    moments: at the end of the forward pass (every kept activation plus the logits and the loss's
+    tensors), or during backward (the kept activations, the layer being recomputed when
+    checkpointing, and the gradients, which are created as the activations they replace are freed:
+    counting both in full makes this moment an upper bound). Checked against the profiler's count
+    of live CPU tensors in ``tests/test_memory.py``.
+    """
+    kept, recomputed = _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype,
+                                         lora_dropout)
+    end_of_forward = kept + logits_bytes(config, batch_size, seq_len, dtype)
+    backward = kept + recomputed + trainable_params * 4.0  # fp32 LoRA gradients
+    return max(end_of_forward, backward)
 
 
 _ACT_BYTES = {  # (bytes per element, LoRA dropout) -> saved bytes per token and layer, per h and per i

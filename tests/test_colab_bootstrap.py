@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import sync_notebooks  # noqa: E402
 
-LESSON = ROOT / "notebooks" / "03_8bit_loading.ipynb"  # a cell displays ../images/03_*.png
+LESSON = ROOT / "notebooks" / "03_8bit_loading.ipynb"  # a cell displays images/03_*.png
 
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -115,7 +115,7 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     assert f"CWD {course}/notebooks" in first
 
     # "Runtime > Restart session": a new interpreter on the same VM. Nothing is installed again (the
-    # origin is gone, so a clone would fail), yet the course is importable and ../images is found.
+    # origin is gone, so a clone would fail), yet the course is importable and its images are found.
     shutil.rmtree(origin)
     stamp = (course / ".installed").stat().st_mtime_ns
     second = _run(python, content, boot, setup)
@@ -124,10 +124,11 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     assert len(again) == 1 and "installed in" not in again[0], second
     assert f"CWD {course}/notebooks" in second and f"COURSE_UTILS {course}/course_utils" in second
     assert "profile  cpu" in second, "the setup cell ran and printed the environment report"
-    images = set(re.findall(r"\.\./images/[\w.]+", "".join(p.read_text() for p in NOTEBOOKS)))
-    assert images, "no notebook reads ../images any more: pick another check of the directory"
-    for rel in images:
-        assert (course / "notebooks" / rel).resolve().is_file(), rel
+    # The notebooks find images from the package's path (CFG.images), not the working directory.
+    images = set(re.findall(r'images / \\?"([\w.]+)', "".join(p.read_text() for p in NOTEBOOKS)))
+    assert images, "no notebook shows an image from images/ any more: pick another check of the clone"
+    for name in images:
+        assert (course / "images" / name).is_file(), name
 
 
 def test_bootstrap_is_silent_outside_colab(tmp_path):

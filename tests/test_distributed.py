@@ -132,7 +132,8 @@ DDP_SCRIPT = textwrap.dedent("""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     blocks = torch.load({blocks!r})
     losses, _ = train_steps(model, opt, blocks, steps=3, batch_size=4, rank=rank, world_size=world)
-    print(f"[rank {{rank}}] " + json.dumps(losses), flush=True)
+    # One file per rank: two processes printing to one pipe can interleave their lines.
+    open(os.path.join({out!r}, f"rank{{rank}}.json"), "w").write(json.dumps(losses))
     dist.destroy_process_group()
 """)
 
@@ -143,11 +144,12 @@ def test_ddp_on_two_processes_reproduces_one_process(tmp_path):
     blocks = torch.randint(0, TINY["vocab_size"], (12, 8))
     torch.save(blocks, tmp_path / "blocks.pt")
     script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), blocks=str(tmp_path / "blocks.pt")))
+    script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), blocks=str(tmp_path / "blocks.pt"),
+                                        out=str(tmp_path)))
     cmd = accelerate_command(script, 2, free_port(), cpu=True)
     result = run_launch(cmd, timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert result.ok, explain_failure(result)
-    curves = [json.loads(line.split("] ", 1)[1]) for line in result.lines if line.startswith("[rank")]
+    curves = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     model = tiny_lora()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     single, _ = train_steps(model, opt, blocks, steps=3, batch_size=4)
