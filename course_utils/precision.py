@@ -86,3 +86,26 @@ def free_accelerator_bytes(profile) -> int | None:
     if profile.gpu_recipe:
         return int(profile.gpu_memory_gb * 1e9)
     return None
+
+
+def keep_cpu_4bit_differentiable() -> bool:
+    """Turn off bitsandbytes' packed bf16 path for 4-bit layers on CPUs with AVX512-BF16; return
+    whether that path was available.
+
+    On such CPUs (recent Intel Xeons), bitsandbytes 0.50 repacks a ``Linear4bit`` weight the first
+    time the layer runs in eval mode without gradients (an evaluation, a ``generate``) and from then
+    on multiplies through its fused ``gemv_4bit`` kernel, which has no autograd formula: in a later
+    training step no gradient flows back through the frozen 4-bit layer, so the LoRA adapters below
+    it silently stop learning (QLoRA's training loss then barely falls), and the kernel computes in
+    bf16 even for fp32 inputs. ``tests/test_precision.py`` shows both on a CPU that has the path.
+    GPUs are not affected. Setting the layers' flag off before they are built keeps the portable
+    dequantize-and-matmul path, which is what every other CPU runs.
+    """
+    try:
+        import bitsandbytes.nn.modules as bnb_modules
+    except ImportError:
+        return False
+    available = bool(getattr(bnb_modules, "_course_had_avx512bf16", None) or bnb_modules.has_avx512bf16())
+    bnb_modules._course_had_avx512bf16 = available
+    bnb_modules.has_avx512bf16 = lambda: False  # read by Linear4bit.__init__ only
+    return available

@@ -34,7 +34,10 @@ from .profiles import TINY_PREFIX
 
 SAMPLE_DIR = Path(__file__).parent / "sample_data"
 TOKENIZER_DATA_DIR = SAMPLE_DIR / "tokenizers"
-TINY_LAYERS, TINY_HEAD_DIM, TINY_BPE_VOCAB = 2, 16, 3000
+# Head dim 32: bitsandbytes' CPU inference path for 4-bit layers (taken on CPUs with AVX512-BF16)
+# packs weights in blocks of 32 output features, so a 16-wide k/v projection fails where every real
+# model's widths (multiples of 64) pass.
+TINY_LAYERS, TINY_HEAD_DIM, TINY_BPE_VOCAB = 2, 32, 3000
 SEED = 0
 SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")

@@ -55,3 +55,44 @@ def test_free_accelerator_bytes():
 def test_torch_device_follows_hardware():
     assert torch_device(PROFILES["t4-rehearsal"]) == "cpu" and torch_device(PROFILES["cpu"]) == "cpu"
     assert torch_device(PROFILES["a100"]) == "cuda:0"
+
+
+def _nf4_layer(weight, flag=None):
+    import bitsandbytes as bnb
+
+    layer = bnb.nn.Linear4bit(weight.shape[1], weight.shape[0], bias=False, compute_dtype=torch.float32,
+                              quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(weight.clone(), requires_grad=False, quant_type="nf4")
+    layer = layer.to("cpu")
+    if flag is not None:
+        layer.support_avx512bf16_for_cpu = flag
+    return layer
+
+
+def _grad_after_eval(layer, x):
+    """Run the layer once as an evaluation would, then as training does; return the input's gradient."""
+    layer.eval()
+    with torch.no_grad():
+        layer(x)
+    layer.train()
+    x = x.clone().requires_grad_()
+    layer(x).sum().backward()
+    return x.grad
+
+
+def test_4bit_layers_pass_gradients_after_an_evaluation():
+    """What QLoRA on a CPU needs: an eval pass must not cut the gradient through a frozen 4-bit layer."""
+    import bitsandbytes.functional as F
+
+    from course_utils.precision import keep_cpu_4bit_differentiable
+
+    had_packed_path = keep_cpu_4bit_differentiable()
+    torch.manual_seed(0)
+    w, x = torch.randn(64, 128), torch.randn(3, 128)
+    layer = _nf4_layer(w)  # built as load_model builds them, after the course's switch
+    assert not layer.support_avx512bf16_for_cpu
+    grad = _grad_after_eval(layer, x)
+    dequantized = F.dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+    torch.testing.assert_close(grad, torch.ones(3, 64) @ dequantized)
+    if had_packed_path:  # this CPU has bitsandbytes' packed bf16 path: show what it does without the switch
+        assert _grad_after_eval(_nf4_layer(w, flag=True), x) is None
