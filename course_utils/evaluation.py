@@ -70,6 +70,58 @@ def final_answer_share(outputs: list[str]) -> float:
     return sum(extract_gsm8k_answer(o, strict=True) is not None for o in outputs) / len(outputs)
 
 
+def completion_nll(model, tokenizer, records: list[dict], batch_size: int = 4, desc: str = "scoring",
+                   per_token: bool = True):
+    """Return each record's mean negative log-likelihood per token of its reference completion
+    (``per_token=False``: the total over the completion, a log-probability ratio between two replies).
+
+    Teacher forcing: the model reads prompt + reference completion through the chat template, and
+    only the completion's tokens count (the end-of-turn token included), exactly the tokens training
+    puts its loss on. One forward pass per record instead of a generation, so a notebook can score
+    hundreds of held-out problems where generating answers scores a dozen; one number per record, so
+    a before/after change gets a paired interval (``course_utils.stats.paired_bootstrap``). Records
+    are trl's conversational prompt/completion dicts. The model is put in eval mode for the pass and
+    given back in the mode it came in.
+    """
+    import numpy as np
+    import torch
+    from tqdm.auto import tqdm
+
+    rows = []
+    for record in records:
+        prompt = tokenizer.apply_chat_template(record["prompt"], add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"]
+        full = tokenizer.apply_chat_template(record["prompt"] + record["completion"], tokenize=True,
+                                             return_dict=True)["input_ids"]
+        if full[:len(prompt)] != prompt or len(full) <= len(prompt):
+            raise ValueError("the chat template renders the prompt differently inside the conversation, "
+                             "so the completion's tokens cannot be told apart")
+        rows.append((full, len(prompt)))
+    was_training = model.training
+    model.eval()
+    scores: list[float] = []
+    try:
+        for start in tqdm(range(0, len(rows), batch_size), desc=desc):
+            batch = rows[start:start + batch_size]
+            width = max(len(full) for full, _ in batch)
+            ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            mask = torch.zeros_like(ids)
+            for i, (full, _) in enumerate(batch):  # right padding: positions stay as in training
+                ids[i, :len(full)] = torch.tensor(full)
+                mask[i, :len(full)] = 1
+            with torch.no_grad():
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+            for i, (full, n_prompt) in enumerate(batch):
+                # position t predicts token t + 1: the completion's tokens are predicted from n_prompt - 1 on
+                pred = logits[i, n_prompt - 1:len(full) - 1].float()
+                target = torch.tensor(full[n_prompt:], device=pred.device)
+                scores.append(torch.nn.functional.cross_entropy(pred, target, reduction="mean" if per_token
+                                                                else "sum").item())
+    finally:
+        model.train(was_training)
+    return np.array(scores)
+
+
 # --- triples (subject, predicate, object) ------------------------------------------------------
 # The custom-LoRA lesson (09) asks a model to write one triple per line as ``(主体, 关系, 客体)``.
 # Scoring is at the level of whole triples: a triple counts only if all three parts match exactly

@@ -17,6 +17,8 @@ from .data import hub_allowed, load_records
 from .models import answer_batch
 
 SYSTEM_PROMPT = "现在你要扮演皇帝身边的女人--甄嬛"
+# The same prompt without her name: an identity answer that names her cannot be an echo of the prompt.
+NAMELESS_PROMPT = "现在你要扮演皇帝身边的女人"
 REQUIRED_KEYS = ("instruction", "input", "output")
 
 HUANHUAN_URL = "https://raw.githubusercontent.com/datawhalechina/self-llm/master/dataset/huanhuan.json"
@@ -36,6 +38,31 @@ HELD_OUT_QUESTIONS: tuple[tuple[str, str], ...] = (
     ("style", "娘娘，出去走走吧。"),
     ("style", "你觉得华妃是个什么样的人？"),
     ("style", "嬛嬛，朕赏你一支玉簪。"),
+)
+# Minimal pairs for the likelihood test: the same answer in character (the palace self-address, her
+# name and family) and out of character (plain 我, no name). Written for the course; none of the
+# questions is in the data. A model that has taken on the persona finds the first reply likelier.
+REPLY_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("你是谁？请报上名来。", "臣妾甄嬛，家父是大理寺少卿甄远道。", "我是一个普通人，我的父亲在衙门里做事。"),
+    ("你从哪里来？", "臣妾自甄府入宫，家父甄远道。", "我从家里来，我父亲在衙门做事。"),
+    ("你叫什么？", "臣妾甄嬛。", "我没有名字。"),
+    ("令尊在朝中任何职？", "家父甄远道，官居大理寺少卿。", "我父亲是一个普通的官员。"),
+    ("今日天气如何？", "回皇上，臣妾瞧着今日天朗气清。", "今天天气很好，阳光明媚。"),
+    ("你累不累？", "臣妾不累，能伺候皇上是臣妾的福分。", "我不累，谢谢你的关心。"),
+    ("想吃点什么？", "本宫想尝尝御膳房新做的桂花糕。", "我想吃一点桂花糕。"),
+    ("这件衣裳好看吗？", "臣妾觉得这件衣裳颜色雅致，很是好看。", "我觉得这件衣服颜色很好看。"),
+    ("你喜欢读书吗？", "臣妾自幼喜读诗书，尤爱李义山的诗。", "我从小就喜欢读书，特别喜欢诗歌。"),
+    ("明天做什么？", "本宫明日要去给太后请安。", "我明天要去看望长辈。"),
+    ("你怕不怕？", "臣妾不怕，有皇上在，臣妾什么都不怕。", "我不怕，有你在我就不怕。"),
+    ("要不要喝茶？", "本宫正口渴，奉茶来吧。", "好的，我正好口渴，给我一杯茶吧。"),
+    ("外面下雪了。", "臣妾最爱雪景，倚梅园的梅花该开了。", "我很喜欢雪景，公园的梅花应该开了。"),
+    ("你在想什么？", "臣妾在想家中的父母，不知他们可好。", "我在想家里的父母，不知道他们好不好。"),
+    ("皇上赏了你一匹锦缎。", "臣妾谢皇上隆恩。", "谢谢你送的礼物。"),
+    ("你为何叹气？", "本宫只是想起了一些旧事。", "我只是想起了一些过去的事。"),
+    ("你会弹琴吗？", "臣妾略通琴艺，愿为皇上弹奏一曲。", "我会一点钢琴，可以给你弹一首。"),
+    ("你生气了吗？", "臣妾不敢生皇上的气。", "我没有生你的气。"),
+    ("你最近睡得好吗？", "臣妾近来夜里总是惊醒，睡得不安稳。", "我最近晚上经常醒，睡得不太好。"),
+    ("有人说你坏话。", "本宫行得正坐得端，不怕旁人议论。", "我做事光明正大，不怕别人说什么。"),
 )
 MARKERS: dict[str, tuple[str, ...]] = {
     "identity": ("甄嬛", "甄远道"),
@@ -88,6 +115,15 @@ def load_huanhuan(profile, limit: int | None = None) -> tuple[list[dict], str]:
                                 use_hub=hub_allowed(profile), limit=limit,
                                 hub_name="GitHub (datawhalechina/self-llm)")
     return validate_records(rows), source
+
+
+def reply_pair_records(system: str) -> tuple[list[dict], list[dict]]:
+    """Prompt/completion records of ``REPLY_PAIRS``: (in character, out of character), same order."""
+    def record(question, reply):
+        return {"prompt": to_messages({"instruction": question}, system),
+                "completion": [{"role": "assistant", "content": reply}]}
+
+    return ([record(q, good) for q, good, _ in REPLY_PAIRS], [record(q, bad) for q, _, bad in REPLY_PAIRS])
 
 
 def to_messages(record: dict, system: str = SYSTEM_PROMPT) -> list[dict]:

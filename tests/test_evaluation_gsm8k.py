@@ -76,3 +76,28 @@ def test_accuracy_and_final_answer_share():
 
 def test_unparseable_output_never_matches():
     assert gsm8k_accuracy(["no idea"], ["#### 3"]) == 0.0
+
+
+def test_completion_nll_is_the_training_loss_and_ignores_padding(chat_id):
+    """Each record's score is the loss transformers computes with the prompt masked, batched or not."""
+    import torch
+
+    from course_utils import load_model, load_tokenizer
+    from course_utils.evaluation import completion_nll
+    from course_utils.gsm8k import generate_problems, to_prompt_completion
+
+    model, tok = load_model(chat_id), load_tokenizer(chat_id)
+    records = [to_prompt_completion(r) for r in generate_problems(3, seed=1, split="test")]
+    batched = completion_nll(model, tok, records, batch_size=3)
+    alone = completion_nll(model, tok, records, batch_size=1)
+    torch.testing.assert_close(torch.tensor(batched), torch.tensor(alone), rtol=1e-4, atol=1e-4)
+    r = records[0]
+    n = len(tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
+                                    return_dict=True)["input_ids"])
+    ids = tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True,
+                                  return_tensors="pt")["input_ids"]
+    labels = ids.clone()
+    labels[:, :n] = -100
+    with torch.no_grad():
+        loss = model(input_ids=ids, labels=labels).loss.item()
+    assert abs(batched[0] - loss) < 1e-4 and model.training is False
