@@ -186,3 +186,44 @@ def triple_scores(predicted_per_example, gold_per_example) -> dict[str, float]:
     recall = totals["correct"] / totals["gold"] if totals["gold"] else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, **totals}
+
+
+# Held-out sentences the course writes: the data set's eight relations in its own sentence patterns,
+# over made-up people, works, companies and places (capitals are real), so the gold triples are exact
+# and as many can be drawn as an interval needs. The first names and titles are not in the data.
+_PEOPLE = ("林晓峰", "周明远", "陈思雨", "王海涛", "赵雪婷", "孙立文", "刘慧敏", "郑浩然", "何静怡", "黄子轩",
+           "吴嘉宁", "许文博", "高雅琴", "马俊杰", "梁晨曦", "宋志远")
+_PLACES = ("江苏扬州", "四川绵阳", "湖南岳阳", "山东烟台", "福建泉州", "广西桂林", "河北保定", "安徽芜湖")
+_WORKS = ("远山的回声", "城南旧梦", "星河彼岸", "青石巷", "归途", "白鹭洲", "雪落无声", "长河落日")
+_COMPANIES = ("星河科技", "青禾食品", "云帆物流", "北辰电子", "远航软件", "禾丰农业", "蓝鲸数据", "金桥建材")
+_SCHOOLS = ("北京大学", "复旦大学", "浙江大学", "南京大学", "武汉大学", "中山大学", "四川大学", "厦门大学")
+_LANDMARKS = (("望江楼", "四川省成都市"), ("拙政园", "江苏省苏州市"), ("黄鹤楼", "湖北省武汉市"),
+              ("岳麓书院", "湖南省长沙市"), ("大雁塔", "陕西省西安市"), ("鼓浪屿", "福建省厦门市"))
+_CAPITALS = (("葡萄牙", "里斯本"), ("希腊", "雅典"), ("瑞典", "斯德哥尔摩"), ("挪威", "奥斯陆"), ("波兰", "华沙"),
+             ("匈牙利", "布达佩斯"), ("越南", "河内"), ("土耳其", "安卡拉"))
+
+
+def generate_triple_sentences(n: int, seed: int = 0) -> list[dict]:
+    """Return ``n`` sentences with their gold triples, ``{"text", "triples"}`` like ``triples_zh.jsonl``."""
+    import random
+
+    rng = random.Random(seed)
+    patterns = (
+        lambda: (f"{(p := rng.choice(_PEOPLE))}出生于{(x := rng.choice(_PLACES))}。", [(p, "出生地", x)]),
+        lambda: (f"《{(w := rng.choice(_WORKS))}》的作者是{(p := rng.choice(_PEOPLE))}。", [(w, "作者", p)]),
+        lambda: (f"电影《{(w := rng.choice(_WORKS))}》由{(p := rng.choice(_PEOPLE))}执导。", [(w, "导演", p)]),
+        lambda: (f"{(p := rng.choice(_PEOPLE))}毕业于{(u := rng.choice(_SCHOOLS))}。", [(p, "毕业院校", u)]),
+        lambda: (f"{(c := rng.choice(_CAPITALS))[0]}的首都是{c[1]}。", [(c[0], "首都", c[1])]),
+        lambda: (f"{(lm := rng.choice(_LANDMARKS))[0]}位于{lm[1]}。", [(lm[0], "位于", lm[1])]),
+        lambda: (f"{(p := rng.choice(_PEOPLE))}于{(y := rng.randint(1985, 2015))}年创立了{(c := rng.choice(_COMPANIES))}。",
+                 [(c, "创始人", p), (c, "成立时间", f"{y}年")]),
+        lambda: (f"{(p := rng.choice(_PEOPLE))}出生于{(x := rng.choice(_PLACES))}，毕业于{(u := rng.choice(_SCHOOLS))}。",
+                 [(p, "出生地", x), (p, "毕业院校", u)]),
+    )
+    rows, seen = [], set()
+    while len(rows) < n:
+        text, triples = rng.choice(patterns)()
+        if text not in seen:
+            seen.add(text)
+            rows.append({"text": text, "triples": [list(t) for t in triples]})
+    return rows

@@ -59,6 +59,29 @@ def bootstrap_mean(values, n_boot: int = 2000, level: float = 0.95, seed: int = 
     return paired_bootstrap(np.zeros_like(values), values, n_boot=n_boot, level=level, seed=seed)
 
 
+def paired_ratio_bootstrap(before: tuple, after: tuple, n_boot: int = 2000, level: float = 0.95,
+                           seed: int = 0) -> Interval:
+    """Interval of the change of a ratio of sums (a micro precision or recall), resampling items.
+
+    ``before`` and ``after`` are (numerators, denominators), one number per item each: for recall,
+    correct and gold triples per sentence. A micro average is a ratio of sums, not a mean of
+    per-item ratios, so each resample sums its items' counts first; an empty denominator counts as 0.
+    """
+    (nb, db), (na, da) = (tuple(np.asarray(x, dtype=np.float64) for x in pair) for pair in (before, after))
+    if not (nb.shape == db.shape == na.shape == da.shape) or nb.ndim != 1 or len(nb) < 2:
+        raise ValueError("need four 1-D arrays of one length, at least 2 items")
+
+    def ratio(num, den):
+        total = den.sum(axis=-1)
+        return np.divide(num.sum(axis=-1), total, out=np.zeros_like(total), where=total > 0)
+
+    idx = np.random.default_rng(seed).integers(0, len(nb), size=(n_boot, len(nb)))
+    changes = ratio(na[idx], da[idx]) - ratio(nb[idx], db[idx])
+    tail = (1 - level) / 2
+    low, high = np.quantile(changes, [tail, 1 - tail])
+    return Interval(float(ratio(na, da) - ratio(nb, db)), float(low), float(high), len(nb), level)
+
+
 def check_claim(profile, holds: bool, claim: str) -> bool:
     """Assert a claim about model *quality* (it learned, it improved) where the weights are real.
 

@@ -54,3 +54,18 @@ def test_check_claim_asserts_on_real_weights_only(capsys):
         check_claim(PROFILES["cpu"], False, "loss went down")
     assert check_claim(PROFILES["t4-rehearsal"], False, "accuracy rose") is False
     assert "not asserted" in capsys.readouterr().out
+
+
+def test_paired_ratio_bootstrap_is_a_micro_average_change():
+    from course_utils.stats import paired_ratio_bootstrap
+
+    gold = [1, 2, 1, 2, 1, 2, 1, 2]
+    before = [0, 0, 0, 1, 0, 0, 0, 0]
+    after = [1, 2, 1, 1, 1, 2, 0, 2]
+    change = paired_ratio_bootstrap((before, gold), (after, gold))
+    assert change.mean == (sum(after) - sum(before)) / sum(gold)  # a ratio of sums, not a mean of ratios
+    assert change.low > 0 and change.low <= change.mean <= change.high
+    same = paired_ratio_bootstrap((before, gold), (before, gold))
+    assert same.low == same.high == 0
+    empty = paired_ratio_bootstrap(([0, 0], [0, 0]), ([1, 0], [1, 0]))  # nothing predicted before: precision 0
+    assert empty.mean == 1
