@@ -199,30 +199,45 @@ _COMPANIES = ("星河科技", "青禾食品", "云帆物流", "北辰电子", "�
 _SCHOOLS = ("北京大学", "复旦大学", "浙江大学", "南京大学", "武汉大学", "中山大学", "四川大学", "厦门大学")
 _LANDMARKS = (("望江楼", "四川省成都市"), ("拙政园", "江苏省苏州市"), ("黄鹤楼", "湖北省武汉市"),
               ("岳麓书院", "湖南省长沙市"), ("大雁塔", "陕西省西安市"), ("鼓浪屿", "福建省厦门市"))
-_CAPITALS = (("葡萄牙", "里斯本"), ("希腊", "雅典"), ("瑞典", "斯德哥尔摩"), ("挪威", "奥斯陆"), ("波兰", "华沙"),
-             ("匈牙利", "布达佩斯"), ("越南", "河内"), ("土耳其", "安卡拉"))
+_CAPITALS = (("葡萄牙", "里斯本"), ("希腊", "雅典"), ("瑞典", "斯德哥尔摩"), ("挪威", "奥斯陆"),
+             ("波兰", "华沙"), ("匈牙利", "布达佩斯"), ("越南", "河内"), ("土耳其", "安卡拉"))
+
+
+def _written_sentence(rng, kind: int) -> tuple[str, list[tuple[str, str, str]]]:
+    """One sentence of pattern ``kind`` (0-7) with its gold triples, names drawn from ``rng``."""
+    if kind == 0:
+        p, x = rng.choice(_PEOPLE), rng.choice(_PLACES)
+        return f"{p}出生于{x}。", [(p, "出生地", x)]
+    if kind == 1:
+        w, p = rng.choice(_WORKS), rng.choice(_PEOPLE)
+        return f"《{w}》的作者是{p}。", [(w, "作者", p)]
+    if kind == 2:
+        w, p = rng.choice(_WORKS), rng.choice(_PEOPLE)
+        return f"电影《{w}》由{p}执导。", [(w, "导演", p)]
+    if kind == 3:
+        p, u = rng.choice(_PEOPLE), rng.choice(_SCHOOLS)
+        return f"{p}毕业于{u}。", [(p, "毕业院校", u)]
+    if kind == 4:
+        country, capital = rng.choice(_CAPITALS)
+        return f"{country}的首都是{capital}。", [(country, "首都", capital)]
+    if kind == 5:
+        landmark, where = rng.choice(_LANDMARKS)
+        return f"{landmark}位于{where}。", [(landmark, "位于", where)]
+    if kind == 6:
+        p, year, c = rng.choice(_PEOPLE), rng.randint(1985, 2015), rng.choice(_COMPANIES)
+        return f"{p}于{year}年创立了{c}。", [(c, "创始人", p), (c, "成立时间", f"{year}年")]
+    p, x, u = rng.choice(_PEOPLE), rng.choice(_PLACES), rng.choice(_SCHOOLS)
+    return f"{p}出生于{x}，毕业于{u}。", [(p, "出生地", x), (p, "毕业院校", u)]
 
 
 def generate_triple_sentences(n: int, seed: int = 0) -> list[dict]:
-    """Return ``n`` sentences with their gold triples, ``{"text", "triples"}`` like ``triples_zh.jsonl``."""
+    """Return ``n`` distinct sentences with their gold triples, ``{"text", "triples"}`` like the data."""
     import random
 
     rng = random.Random(seed)
-    patterns = (
-        lambda: (f"{(p := rng.choice(_PEOPLE))}出生于{(x := rng.choice(_PLACES))}。", [(p, "出生地", x)]),
-        lambda: (f"《{(w := rng.choice(_WORKS))}》的作者是{(p := rng.choice(_PEOPLE))}。", [(w, "作者", p)]),
-        lambda: (f"电影《{(w := rng.choice(_WORKS))}》由{(p := rng.choice(_PEOPLE))}执导。", [(w, "导演", p)]),
-        lambda: (f"{(p := rng.choice(_PEOPLE))}毕业于{(u := rng.choice(_SCHOOLS))}。", [(p, "毕业院校", u)]),
-        lambda: (f"{(c := rng.choice(_CAPITALS))[0]}的首都是{c[1]}。", [(c[0], "首都", c[1])]),
-        lambda: (f"{(lm := rng.choice(_LANDMARKS))[0]}位于{lm[1]}。", [(lm[0], "位于", lm[1])]),
-        lambda: (f"{(p := rng.choice(_PEOPLE))}于{(y := rng.randint(1985, 2015))}年创立了{(c := rng.choice(_COMPANIES))}。",
-                 [(c, "创始人", p), (c, "成立时间", f"{y}年")]),
-        lambda: (f"{(p := rng.choice(_PEOPLE))}出生于{(x := rng.choice(_PLACES))}，毕业于{(u := rng.choice(_SCHOOLS))}。",
-                 [(p, "出生地", x), (p, "毕业院校", u)]),
-    )
     rows, seen = [], set()
     while len(rows) < n:
-        text, triples = rng.choice(patterns)()
+        text, triples = _written_sentence(rng, rng.randrange(8))
         if text not in seen:
             seen.add(text)
             rows.append({"text": text, "triples": [list(t) for t in triples]})

@@ -59,3 +59,18 @@ def test_shipped_sample_parses_back():
         triples = [tuple(t) for t in row["triples"]]
         assert parse_triples(format_triples(triples)) == triples
     assert triple_scores([r["triples"] for r in rows], [r["triples"] for r in rows])["f1"] == 1.0
+
+
+def test_written_sentences_are_distinct_unseen_and_their_gold_parses_back():
+    import json
+
+    from course_utils.data import SAMPLE_DIR
+    from course_utils.evaluation import format_triples, generate_triple_sentences, parse_triples, triple_scores
+
+    rows = generate_triple_sentences(50, seed=0)
+    data = {json.loads(line)["text"] for line in (SAMPLE_DIR / "triples_zh.jsonl").read_text().splitlines()}
+    assert len({r["text"] for r in rows}) == 50 and not {r["text"] for r in rows} & data
+    assert all(t[0] in r["text"] and t[2].removesuffix("年") in r["text"] for r in rows for t in r["triples"])
+    golds = [r["triples"] for r in rows]
+    assert triple_scores([parse_triples(format_triples(g)) for g in golds], golds)["f1"] == 1.0
+    assert generate_triple_sentences(50, seed=0) == rows and generate_triple_sentences(50, seed=1) != rows
