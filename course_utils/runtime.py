@@ -69,8 +69,8 @@ WORKLOADS = {
                                source="guanaco chats ≈ 400 tokens; interrupted at half and resumed"),
     "08_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
                                         "n_eval", 2, source="huanhuan.json exchanges ≈ 300 tokens"),
-    "09_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "12", 2,
-                                       source="3 epochs of short sentences, 12 held out"),
+    "09_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
+                                       source="3 epochs of short sentences, 62 held out (12 + 50 written)"),
 }
 
 
