@@ -12,10 +12,12 @@ from __future__ import annotations
 import ast
 import operator
 import random
+import re
 from collections.abc import Callable
 from fractions import Fraction
 
 from .data import hub_allowed, load_records
+from .evaluation import extract_gsm8k_answer
 from .models import answer_batch
 
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
@@ -48,6 +50,27 @@ def evaluate_expression(expr: str) -> Fraction:
         raise ValueError(f"unsupported expression {expr!r}")
 
     return ev(ast.parse(expr, mode="eval"))
+
+
+_ANNOTATION = re.compile(r"<<([^<>=]+)=[^<>]*>>")
+
+
+def procedure_correct(output: str, reference: str) -> bool:
+    """Say whether the output's last calculator annotation, computed exactly, gives the reference answer.
+
+    "Procedure accuracy": a model that writes the right computation with wrong arithmetic
+    (``<<315*7=2200>>``) is wrong by exact match and right here, so it shows whether a small model
+    learned *which* computation to write. The expression is evaluated with ``evaluate_expression``;
+    the model's own result after ``=`` is ignored. No annotation, or one that does not parse, is wrong.
+    """
+    found = _ANNOTATION.findall(output)
+    gold = extract_gsm8k_answer(reference)
+    if not found or gold is None:
+        return False
+    try:
+        return evaluate_expression(found[-1].strip()) == Fraction(gold)
+    except (ValueError, SyntaxError, ZeroDivisionError):
+        return False
 
 
 def _fmt(value: Fraction) -> str:

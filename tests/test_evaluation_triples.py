@@ -65,7 +65,12 @@ def test_written_sentences_are_distinct_unseen_and_their_gold_parses_back():
     import json
 
     from course_utils.data import SAMPLE_DIR
-    from course_utils.evaluation import format_triples, generate_triple_sentences, parse_triples, triple_scores
+    from course_utils.evaluation import (
+        format_triples,
+        generate_triple_sentences,
+        parse_triples,
+        triple_scores,
+    )
 
     rows = generate_triple_sentences(50, seed=0)
     data = {json.loads(line)["text"] for line in (SAMPLE_DIR / "triples_zh.jsonl").read_text().splitlines()}

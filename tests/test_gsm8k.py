@@ -85,3 +85,16 @@ def test_load_from_course_data_dir(tmp_path, monkeypatch):
     assert rows == real[:2] and "COURSE_DATA_DIR" in source
     with pytest.raises(ValueError):
         load_gsm8k("validation", 2, PROFILES["cpu"])
+
+
+def test_procedure_correct_reads_the_last_annotation_not_the_models_arithmetic():
+    from course_utils.gsm8k import generate_problems, procedure_correct
+
+    ref = "It works 360-45 = <<360-45=315>>315 minutes.\nIt fills 315*7 = <<315*7=2205>>2205 bottles.\n#### 2205"
+    assert procedure_correct(ref, ref)
+    assert procedure_correct("<<360-45=315>> then <<315*7=2200>>2200\n#### 2200", ref)  # right sum, wrong product
+    assert not procedure_correct("<<315*6=1890>>1890\n#### 1890", ref)  # the wrong computation
+    assert not procedure_correct("315 times 7 is 2205\n#### 2205", ref)  # no annotation to judge
+    assert not procedure_correct("<<315 x 7=2205>>", ref)  # not an expression the evaluator reads
+    # Every generated problem's own answer passes: its last annotation computes the final answer.
+    assert all(procedure_correct(r["answer"], r["answer"]) for r in generate_problems(60, seed=3))
