@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .ledger import Ledger, MemoryBudgetError, _real_meta
-from .memory import CUDA_CONTEXT_BYTES, estimate_footprint, fmt_bytes, lora_param_count, training_state_bytes
+from .memory import CUDA_CONTEXT_BYTES, estimate_footprint, fmt_bytes, lora_param_count, training_bill_parts
 from .profiles import PROFILES
 
 PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
@@ -35,7 +35,7 @@ def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: s
     weights = estimate_footprint(real, quant, kept)
     trainable = lora_param_count(real, target_modules, r)
     parts = {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
-             **training_state_bytes(real.config, trainable, batch_size, seq_len, gradient_checkpointing,
+             **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing,
                                     optim, dtype),
              "cuda_context": CUDA_CONTEXT_BYTES}
     fits = {}

@@ -28,8 +28,8 @@ How a notebook uses it::
   ``device`` is ``"gpu"`` or ``"host"`` (a CPU-side copy, e.g. for merging); a model loaded with
   ``device_map="cpu"`` counts as host RAM.
 - ``ledger.training(model, batch_size, seq_len, gradient_checkpointing, optim, trainable_params=None)``:
-  enter a training run's trainable weights, gradients, optimizer state, activations, logits and the
-  CUDA context; call it before ``trainer.train()`` (again before another run: it replaces the last).
+  enter a training run's trainable weights, gradients, optimizer state, activations, logits, less
+  what those three never hold at the same time (``memory.step_peak_bytes``), and the CUDA context; call it before ``trainer.train()`` (again before another run: it replaces the last).
   For a model that is not a peft model, pass the real-scale ``trainable_params``.
 - ``ledger.enter(name, nbytes, device, owner=None)``: anything else (a dequantized copy, ...);
   leaves with ``owner`` or by ``ledger.leave(entry)``.
@@ -51,7 +51,7 @@ from .memory import (
     lora_param_count,
     meta_model,
     shipped_config,
-    training_state_bytes,
+    training_bill_parts,
 )
 from .profiles import TINY_PREFIX, Profile, get_profile
 
@@ -233,7 +233,7 @@ class Ledger:
             trainable_params = _real_trainable(model, real, info["model_id"])
         peft_configs = getattr(model, "peft_config", None) or {}
         dropout = any(getattr(c, "lora_dropout", 0) for c in peft_configs.values()) or not peft_configs
-        parts = training_state_bytes(real.config, trainable_params, batch_size, seq_len,
+        parts = training_bill_parts(real.config, trainable_params, batch_size, seq_len,
                                      gradient_checkpointing, optim, info["dtype"], dropout)
         parts["cuda_context"] = CUDA_CONTEXT_BYTES
         name = (f"training {info['model_id'].removeprefix(TINY_PREFIX)}: batch {batch_size} x {seq_len} "

@@ -496,3 +496,19 @@ def training_state_bytes(config, trainable_params: int, batch_size: int, seq_len
                                         lora_dropout),
         "logits": logits_bytes(config, batch_size, seq_len, dtype),
     }
+
+
+def training_bill_parts(config, trainable_params: int, batch_size: int, seq_len: int,
+                        gradient_checkpointing: bool, optim: str = "adamw_torch",
+                        dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> dict[str, float]:
+    """The parts of ``training_state_bytes`` plus one negative part, so that they add up to the peak.
+
+    Gradients, activations and logits are never all alive at once (``step_peak_bytes``); the part
+    ``not_live_at_once`` subtracts what their sum overcounts, and keeps each part visible in a bill.
+    """
+    parts = training_state_bytes(config, trainable_params, batch_size, seq_len, gradient_checkpointing,
+                                 optim, dtype, lora_dropout)
+    peak = step_peak_bytes(config, trainable_params, batch_size, seq_len, gradient_checkpointing, dtype,
+                           lora_dropout)
+    parts["not_live_at_once"] = peak - (parts["gradients"] + parts["activations"] + parts["logits"])
+    return parts
