@@ -86,3 +86,23 @@ def test_adherence_scores_each_kind():
     kinds = ["identity", "identity", "style", "style"]
     assert persona.adherence(answers, kinds) == {"all": 0.5, "identity": 0.5, "style": 0.5}
     assert persona.adheres("家父甄远道", "identity") and not persona.adheres("本宫", "identity")
+
+
+def test_reply_pairs_are_unseen_and_differ_in_the_persona_only():
+    """The likelihood test's pairs: questions not in the data, in-character replies carry a marker,
+    out-of-character ones none, and the records put the same prompt before both replies."""
+    import json
+
+    from course_utils import persona
+    from course_utils.data import SAMPLE_DIR
+
+    data = json.loads((SAMPLE_DIR / persona.SAMPLE_FILE).read_text(encoding="utf-8"))
+    asked = {r["instruction"] for r in data} | {q for _, q in persona.HELD_OUT_QUESTIONS}
+    markers = [m for ms in persona.MARKERS.values() for m in ms]
+    assert len(persona.REPLY_PAIRS) == 20
+    for question, good, bad in persona.REPLY_PAIRS:
+        assert question not in asked
+        assert any(m in good for m in markers) and not any(m in bad for m in markers)
+    good, bad = persona.reply_pair_records(persona.NAMELESS_PROMPT)
+    assert [g["prompt"] for g in good] == [b["prompt"] for b in bad]
+    assert "甄嬛" not in persona.NAMELESS_PROMPT and persona.NAMELESS_PROMPT in persona.SYSTEM_PROMPT
