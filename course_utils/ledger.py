@@ -29,7 +29,8 @@ How a notebook uses it::
   ``device_map="cpu"`` counts as host RAM.
 - ``ledger.training(model, batch_size, seq_len, gradient_checkpointing, optim, trainable_params=None)``:
   enter a training run's trainable weights, gradients, optimizer state, activations, logits, less
-  what those three never hold at the same time (``memory.step_peak_bytes``), and the CUDA context; call it before ``trainer.train()`` (again before another run: it replaces the last).
+  what those three never hold at the same time (``memory.step_peak_bytes``), and the CUDA context;
+  call it before ``trainer.train()`` (again before another run: it replaces the last).
   For a model that is not a peft model, pass the real-scale ``trainable_params``.
 - ``ledger.enter(name, nbytes, device, owner=None)``: anything else (a dequantized copy, ...);
   leaves with ``owner`` or by ``ledger.leave(entry)``.
