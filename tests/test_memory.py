@@ -95,6 +95,7 @@ def test_fmt_bytes():
 
 def test_free_memory_hands_freed_heap_pages_back():
     """Without malloc_trim, RSS keeps freed small blocks and later peaks would be under-measured."""
+    import ctypes
     import gc
     import sys
 
@@ -104,6 +105,10 @@ def test_free_memory_hands_freed_heap_pages_back():
 
     if not sys.platform.startswith("linux"):
         pytest.skip("malloc_trim is glibc's")
+    # glibc trims the top of its heap by itself once the free space there exceeds its trim threshold,
+    # which it raises as a long-running process frees large blocks (the state of a notebook kernel)
+    # unless measure_peak has fixed the thresholds in this process. Pin it high, as in a kernel.
+    ctypes.CDLL("libc.so.6").mallopt(-1, 512 * 1024 * 1024)  # -1: M_TRIM_THRESHOLD
     free_memory()  # start from a trimmed heap, whatever earlier tests left behind
     start = rss_bytes()
     blocks = [torch.ones(16 * 1024) for _ in range(2000)]  # 2000 x 64 KB, below glibc's mmap threshold
