@@ -97,7 +97,8 @@ def keep_cpu_4bit_differentiable() -> bool:
     on multiplies through its fused ``gemv_4bit`` kernel, which has no autograd formula: in a later
     training step no gradient flows back through the frozen 4-bit layer, so the LoRA adapters below
     it silently stop learning (QLoRA's training loss then barely falls), and the kernel computes in
-    bf16 even for fp32 inputs. ``tests/test_precision.py`` shows both on a CPU that has the path.
+    bf16 even for fp32 inputs. ``tests/test_precision.py`` shows the dropped gradient on a CPU that
+    has the path.
     GPUs are not affected. Setting the layers' flag off before they are built keeps the portable
     dequantize-and-matmul path, which is what every other CPU runs.
     """
