@@ -201,6 +201,18 @@ def _open_notebook(driver, base: str, token: str, notebook: str) -> dict:
         and s["cells"] >= 2 and s)  # JupyterLab renders only the cells in view, and a few at a time
 
 
+def _wait_for_workspace(workspaces: Path, notebook: str, seconds: float = 20) -> None:
+    """Wait until the lab has saved a workspace (its open tabs) that names `notebook`.
+
+    JupyterLab saves the layout a moment after it changes; a page loaded before that starts from the
+    last saved layout, as a learner's browser would after closing the tab too soon.
+    """
+    deadline = time.time() + seconds
+    while not any(notebook in p.read_text() for p in workspaces.iterdir()) and time.time() < deadline:
+        time.sleep(0.5)
+    assert any(notebook in p.read_text() for p in workspaces.iterdir()), sorted(workspaces.iterdir())
+
+
 @needs_chromium
 def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
     url, port, proc = lab
@@ -217,16 +229,14 @@ def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
         # A learner's earlier notebook left open, then the one the test asks for.
         other = _open_notebook(driver, base, token, OTHER_NOTEBOOK)
         assert other["heading"] == _title(OTHER_NOTEBOOK)
+        workspaces = Path(proc.dirs["JUPYTERLAB_WORKSPACES_DIR"])
+        _wait_for_workspace(workspaces, OTHER_NOTEBOOK)
         state = _open_notebook(driver, base, token, NOTEBOOK)
         assert state["heading"] == _title(NOTEBOOK), state
         assert driver.execute_script(_PANEL_TITLE_JS, OTHER_NOTEBOOK) is not None, "the earlier tab was closed"
         driver.save_screenshot(str(tmp_path / "jupyterlab.png"))
         # The lab keeps its workspace (the open tabs) in the test's own directory, not the learner's.
-        workspaces = Path(proc.dirs["JUPYTERLAB_WORKSPACES_DIR"])
-        deadline = time.time() + 20
-        while not any(NOTEBOOK in p.read_text() for p in workspaces.iterdir()) and time.time() < deadline:
-            time.sleep(0.5)
-        assert any(NOTEBOOK in p.read_text() for p in workspaces.iterdir()), sorted(workspaces.iterdir())
+        _wait_for_workspace(workspaces, NOTEBOOK)
     finally:
         driver.quit()
 
