@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .downloads import CHECKPOINT_GB, nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
@@ -36,8 +37,10 @@ DECODE_EFFICIENCY = {None: 0.5, "int8": 0.15, "nf4": 0.3}
 """Share of memory bandwidth a greedy ``generate`` reaches per decoding step (batched prompts read the
 weights once per step); int8 generation in bitsandbytes is known to be slow."""
 
-MODEL_PARAMS_B = {"chat": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023}
-DOWNLOAD_GB = {"chat": 16.1, "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09}
+MODEL_PARAMS_B = {"chat": 8.03, "chat_nf4": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023}
+DOWNLOAD_GB = {"chat": 16.1, "chat_nf4": CHECKPOINT_GB[nf4_source("unsloth/Llama-3.1-8B-Instruct")],
+               "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09}
+"""GB per role; "chat_nf4" is the chat model's pre-quantized NF4 checkpoint (NF4-only lessons)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,9 @@ WORKLOADS = {
     "00_setup_check": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                loads={"t4": 2, "default": 3},
                                source="three loads (fp16 skipped on a T4), one short chat each"),
-    "01_finetuning_taxonomy": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                       source="counts on the loaded model, a short chat"),
+    "01_finetuning_taxonomy": Workload(("chat_nf4",), "nf4", gen_role="chat_nf4", gen_sequences="3",
+                                       gen_passes=1, source="the pre-quantized NF4 checkpoint: counts on the "
+                                       "loaded model, a short chat"),
     "02_icl_and_rag": Workload(("chat", "embedding"), "nf4", gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
