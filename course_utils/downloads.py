@@ -58,10 +58,15 @@ NOTEBOOK_ROLES = {
     "10_scale_out": ("chinese_chat",),  # Qwen2.5-1.5B: one full copy per T4 under DDP
 }
 
-NF4_ONLY = ("01_finetuning_taxonomy",)
-"""Lessons that load the chat model only in NF4 on every GPU profile: they download its pre-quantized
-checkpoint (NF4_CHECKPOINTS). The others quantize the weights themselves (int8 vs NF4 vs FP4, code
-books, merges, a 16-bit load on the A100) and need the full weights."""
+NF4_ONLY = {
+    # notebook -> the GPU recipes on which it loads the chat model only in NF4: there it downloads the
+    # pre-quantized checkpoint (NF4_CHECKPOINTS). 02 and 04 load 16-bit weights where they fit.
+    "01_finetuning_taxonomy": ("t4", "l4", "a100"),
+    "02_icl_and_rag": ("t4",),
+    "04_lora_math": ("t4",),
+}
+"""The other lessons quantize the weights themselves (int8 vs NF4 vs FP4, code books, merges) or
+load them in 16 bits, and need the full weights."""
 
 
 def nf4_source(model_id: str) -> str:
@@ -92,7 +97,7 @@ def download_plan(notebook: str, profile) -> list[tuple[str, float | None]]:
         model_id = profile.model_id(role)
         if model_id.startswith("course:"):
             continue
-        if notebook in NF4_ONLY and role == "chat":
+        if role == "chat" and profile.target in NF4_ONLY.get(notebook, ()):
             model_id = nf4_source(model_id)
         plan.append((model_id, CHECKPOINT_GB.get(model_id)))
     return plan

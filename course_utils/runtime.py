@@ -47,7 +47,7 @@ DOWNLOAD_GB = {"chat": 16.1, "chat_nf4": CHECKPOINT_GB[nf4_source("unsloth/Llama
 class Workload:
     """What one notebook does on a GPU profile (a function of the profile's knobs)."""
 
-    roles: tuple  # models downloaded
+    roles: tuple | dict  # models downloaded (a dict: per target, "default" for the rest)
     quant: str | None  # format of the trained / generating model
     train_role: str | None = None
     train_tokens_per_seq: int = 0  # mean tokens of a training sequence (from the data set)
@@ -71,8 +71,12 @@ class Workload:
         """Processes that each load the model on ``target`` (one per GPU of the machine)."""
         return _per_target(self.processes, target)
 
+    def roles_on(self, target: str) -> tuple:
+        """Roles whose checkpoints the notebook downloads on ``target``."""
+        return self.roles if isinstance(self.roles, tuple) else _per_target(self.roles, target)
 
-def _per_target(value: int | dict, target: str) -> int:
+
+def _per_target(value, target: str):
     return value if isinstance(value, int) else value.get(target, value["default"])
 
 
@@ -83,13 +87,15 @@ WORKLOADS = {
     "01_finetuning_taxonomy": Workload(("chat_nf4",), "nf4", gen_role="chat_nf4", gen_sequences="3",
                                        gen_passes=1, source="the pre-quantized NF4 checkpoint: counts on the "
                                        "loaded model, a short chat"),
-    "02_icl_and_rag": Workload(("chat", "embedding"), "nf4", gen_role="chat", gen_sequences="48",
+    "02_icl_and_rag": Workload({"t4": ("chat_nf4", "embedding"), "default": ("chat", "embedding")}, "nf4",
+                               gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
                                 loads={"t4": 2, "default": 3}, score_sequences="1", score_tokens_per_seq=256,
                                 score_passes=6, source="int8 load, outlier statistics, a short chat; "
                                 "every format scored on 255 held-out tokens"),
-    "04_lora_math": Workload(("chat",), "nf4", source="LoRA math on one layer, no generation"),
+    "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4",
+                             source="LoRA math on one layer, no generation (NF4 on a T4, 16-bit elsewhere)"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, loads=3,
@@ -129,9 +135,10 @@ def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float) -> float:
 def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     """Return predicted minutes (download, loading, training, scoring, generation, overhead, total)."""
     w, gpu = WORKLOADS[notebook], GPU_SPECS[profile.target]
-    download = sum(DOWNLOAD_GB[r] for r in w.roles) * 1e3 / DOWNLOAD_MB_S / 60
-    loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(w.roles) - 1)
-    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb) for r, n in zip(w.roles, loads)) / 60
+    roles = w.roles_on(profile.target)
+    download = sum(DOWNLOAD_GB[r] for r in roles) * 1e3 / DOWNLOAD_MB_S / 60
+    loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(roles) - 1)
+    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb) for r, n in zip(roles, loads)) / 60
     train = 0.0
     if w.train_role:
         tokens = (profile.max_steps * profile.batch_size * profile.grad_accum * w.train_tokens_per_seq
@@ -142,7 +149,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     if w.score_passes:
         n = {"n_eval": profile.n_eval, "heldout": max(100, profile.n_eval)}.get(w.score_sequences)
         n = int(w.score_sequences) if n is None else n
-        flops = 2 * MODEL_PARAMS_B[w.roles[0]] * 1e9 * n * w.score_tokens_per_seq * w.score_passes
+        flops = 2 * MODEL_PARAMS_B[roles[0]] * 1e9 * n * w.score_tokens_per_seq * w.score_passes
         score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     gen = 0.0
     if w.gen_role:

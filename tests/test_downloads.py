@@ -14,6 +14,7 @@ from course_utils import PROFILES
 from course_utils.downloads import (
     CHECKPOINT_GB,
     NF4_CHECKPOINTS,
+    NF4_ONLY,
     NOTEBOOK_ROLES,
     UNGATED_MIRRORS,
     describe_plan,
@@ -55,9 +56,10 @@ def test_notebook_roles_are_the_roles_the_notebooks_load():
 def test_download_plan_per_profile():
     assert download_plan("02_icl_and_rag", PROFILES["cpu"]) == []  # wheels, not downloads
     assert download_plan("02_icl_and_rag", PROFILES["t4-rehearsal"]) == []  # built locally
-    t4 = download_plan("02_icl_and_rag", PROFILES["t4"])
-    assert t4 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
-    assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])
+    a100 = download_plan("02_icl_and_rag", PROFILES["a100"])
+    assert a100 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
+    assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["a100"])
+    assert "= 5.8 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])  # NF4 only there: pre-quantized
     assert describe_plan("08_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
 
 
@@ -93,6 +95,14 @@ def test_nf4_only_lessons_download_the_prequantized_checkpoint():
     assert models.nf4_checkpoint(tiny) == tiny.replace(MIRROR, NF4_CHECKPOINTS[MIRROR])
     assert download_plan("01_finetuning_taxonomy", PROFILES["t4"])[0] == (NF4_CHECKPOINTS[MIRROR], 5.7)
     assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, 16.1)]  # it quantizes itself
+
+
+def test_a_lesson_downloads_the_nf4_checkpoint_exactly_where_its_code_asks_for_it():
+    """NF4_ONLY (the download table) names the lessons whose code loads through nf4_checkpoint."""
+    for path in LESSONS:
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "code")
+        assert ("nf4_checkpoint(" in code) == (path.stem in NF4_ONLY), path.name
 
 
 def test_prequantized_checkpoint_stores_the_bytes_the_course_would_make():
