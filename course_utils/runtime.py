@@ -32,8 +32,9 @@ DECODE_EFFICIENCY = {None: 0.5, "int8": 0.15, "nf4": 0.3}
 """Share of memory bandwidth a greedy ``generate`` reaches per decoding step (batched prompts read the
 weights once per step); int8 generation in bitsandbytes is known to be slow."""
 
-MODEL_PARAMS_B = {"chat": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023}
-DOWNLOAD_GB = {"chat": 16.1, "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09}
+MODEL_PARAMS_B = {"chat": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023,
+                  "small_chat": 0.135}
+DOWNLOAD_GB = {"chat": 16.1, "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09, "small_chat": 0.27}
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ class Workload:
 WORKLOADS = {
     "00_setup_check": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                source="three loads (fp16 skipped on a T4), one short chat each"),
-    "01_finetuning_taxonomy": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                       source="counts on the loaded model, a short chat"),
+    "01_finetuning_taxonomy": Workload(("chat", "small_chat"), "nf4", "small_chat", 256, 2.0, "chat", "3", 1,
+                                       source="counts on the loaded model, a short chat; LoRA and full "
+                                              "fine-tuning of SmolLM2-135M on 256-token blocks of GSM8K"),
     "02_icl_and_rag": Workload(("chat", "embedding"), "nf4", gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
