@@ -32,3 +32,4 @@ def test_shift_plot_draws_an_arrow_from_the_start_to_each_end():
     arrows = [t for t in ax.texts if t.arrow_patch is not None]
     assert [a.xy for a in arrows] == [(2.5, 4.1), (2.2, 4.3)] and all(a.xyann == (3.0, 4.0) for a in arrows)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["before", "LoRA", "full"]
+    assert plots.shift_plot((3.0, 4.0), {"a": (2.0, 4.01)}, "x", "y", same_scale=True).axes[0].get_aspect() == 1.0
