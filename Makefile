@@ -21,22 +21,25 @@ LAB_ARGS ?=
 # (imports, bitsandbytes' per-call CPU work), so this is ~30% faster than one worker with 2 threads.
 TEST_WORKERS ?= 2
 # GPU rehearsals: the GPU profiles' recipes (fp16 on a T4, bf16 on an A100) on the CPU, with tiny
-# copies of the real architectures. Every notebook runs under the T4 one; the bf16 one runs the
-# notebooks that train or compare tensors.
+# copies of the real architectures. Every notebook runs under the T4 one and the bf16 A100 one
+# (solutions under the T4 one only), and the ledger's peaks are checked against the headers.
 REHEARSAL ?= l4-rehearsal
-BF16_NOTEBOOKS := $(wildcard notebooks/0[46789]_*.ipynb notebooks/1[0-9]_*.ipynb)
+BF16_NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
+# Each rehearsal kernel saves its memory ledger's peak here (conftest.py); the headers must show them.
+PEAKS_DIR := .pytest_cache/ledger-peaks
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: lab test test-cpu test-rehearsal rehearse test-unit test-notebooks lint strip sync clean cache help
+.PHONY: lab test test-cpu test-rehearsal rehearse peaks test-unit test-notebooks lint strip sync clean cache help
 
 help:
 	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
 	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile),"
 	@echo "              then every notebook under the T4 rehearsal and the training ones under the A100 one"
 	@echo "make rehearse REHEARSAL=l4-rehearsal - run every notebook under one profile"
+	@echo "make peaks  - rerun the rehearsals and write their memory-ledger peaks into the headers"
 	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
 	@echo "make strip  - remove outputs from the notebooks before committing"
 	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
@@ -62,8 +65,16 @@ test-cpu: $(STAMP)
 	$(TEST_ENV) COURSE_PROFILE=cpu $(PYTEST)
 
 test-rehearsal: $(STAMP)
-	$(TEST_ENV) COURSE_PROFILE=t4-rehearsal $(PYTEST) notebooks
-	$(TEST_ENV) COURSE_PROFILE=a100-rehearsal $(PYTEST) $(BF16_NOTEBOOKS)
+	rm -rf $(PEAKS_DIR) && mkdir -p $(PEAKS_DIR)
+	$(TEST_ENV) COURSE_LEDGER_PEAKS=$(CURDIR)/$(PEAKS_DIR) COURSE_PROFILE=t4-rehearsal $(PYTEST) notebooks
+	$(TEST_ENV) COURSE_LEDGER_PEAKS=$(CURDIR)/$(PEAKS_DIR) COURSE_PROFILE=a100-rehearsal $(PYTEST) $(BF16_NOTEBOOKS)
+	$(PY) tools/runtime_table.py --check-peaks $(PEAKS_DIR)
+
+# After a change that moves what a GPU notebook holds: rerun the rehearsals, then write the new peaks
+# into course_utils/sample_data/ledger_peaks.json and the notebook headers.
+peaks: $(STAMP)
+	-$(MAKE) --no-print-directory test-rehearsal
+	$(PY) tools/runtime_table.py --peaks $(PEAKS_DIR)
 
 rehearse: $(STAMP)
 	$(TEST_ENV) COURSE_PROFILE=$(REHEARSAL) $(PYTEST) notebooks

@@ -1,7 +1,11 @@
-"""Repository-wide pytest hooks: name the profile, print how long each notebook took."""
+"""Repository-wide pytest hooks: name the profile, print how long each notebook took, and (in the
+rehearsals, when COURSE_LEDGER_PEAKS names a directory) save each notebook's memory-ledger peak there."""
 
 import os
 from collections import defaultdict
+from pathlib import Path
+
+import pytest
 
 _durations: dict[str, float] = defaultdict(float)
 
@@ -23,3 +27,19 @@ def pytest_terminal_summary(terminalreporter):
 
 def pytest_report_header(config):
     return f"course profile: {os.environ.get('COURSE_PROFILE') or 'auto-detected'}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a notebook's last cell, while its kernel still runs, save the kernel's ledger peaks.
+
+    The file is named after the notebook and the profile; ``tools/runtime_table.py --check-peaks`` compares
+    it with the "peak memory" cells of the notebook's header.
+    """
+    out = os.environ.get("COURSE_LEDGER_PEAKS")
+    kernel = getattr(item.parent, "kernel", None)
+    if not out or kernel is None or (nextitem is not None and nextitem.parent is item.parent):
+        return
+    path = Path(out) / f"{Path(str(item.parent.fspath)).stem}.{os.environ.get('COURSE_PROFILE', '')}.json"
+    code = f"from course_utils import ledger as _ledger\n_ledger.current().save_peak({str(path)!r})"
+    kernel.await_reply(kernel.execute_cell_input(code, allow_stdin=False), timeout=60)

@@ -25,6 +25,7 @@ from .models import (
     load_config,
     load_model,
     load_tokenizer,
+    nf4_checkpoint,
     quantization_config,
     resolve_model,
 )
@@ -35,7 +36,7 @@ __all__ = [
     "PROFILES", "Profile", "answer_batch", "chat", "dtype_summary", "environment_report",
     "estimate_footprint", "fmt_bytes", "free_memory", "get_profile", "gpu_memory", "load_config",
     "load_model", "load_tokenizer", "lora_param_count", "measure_peak", "memory_now", "meta_model",
-    "model_footprint", "print_dtype_summary", "quantizable_linears", "quantization_config",
+    "model_footprint", "nf4_checkpoint", "print_dtype_summary", "quantizable_linears", "quantization_config",
     "resolve_model", "seed_everything", "setup_notebook", "training_memory_bill",
 ]
 __version__ = "0.1.0"

@@ -23,15 +23,20 @@ UNGATED_MIRRORS = {
 MIRROR_LICENCE = {"unsloth/Llama-3.1-8B-Instruct": "Llama 3.1 Community License"}
 
 NF4_CHECKPOINTS = {
-    # Pre-quantized with bitsandbytes NF4: about a third of the download, for a lesson that only
-    # ever loads the model in NF4. Its quantization_config must match the course's own
-    # (models.quantization_config("nf4", dtype)): see quantization_differences().
+    # Pre-quantized with bitsandbytes (NF4, double quantization, uint8 storage, nothing skipped): about
+    # a third of the download, for a lesson that only ever loads the model in NF4. Quantizing is
+    # deterministic, so these are the bytes the course's own NF4 load of the full weights makes (a test
+    # shows it on the tiny copy); models.load_model checks the checkpoint's quantization_config against
+    # the course's before it loads the weights (quantization_differences).
     "unsloth/Llama-3.1-8B-Instruct": "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit",
 }
 
 CHECKPOINT_GB = {
     "meta-llama/Llama-3.1-8B-Instruct": 16.1,
     "unsloth/Llama-3.1-8B-Instruct": 16.1,
+    # NF4 weights + absmax constants + the 16-bit embeddings and head: the course's estimator for NF4
+    # with double quantization (tests/test_downloads.py), not read off the Hub listing
+    "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit": 5.7,
     "Qwen/Qwen2.5-1.5B-Instruct": 3.1,
     "THUDM/chatglm3-6b": 12.5,
     "microsoft/Phi-4-mini-instruct": 7.7,
@@ -54,10 +59,21 @@ NOTEBOOK_ROLES = {
     "10_scale_out": ("chinese_chat",),  # Qwen2.5-1.5B: one full copy per T4 under DDP
 }
 
-NF4_ONLY = ("01_finetuning_taxonomy",)
-"""Lessons that load the chat model only in NF4 on a GPU: a pre-quantized checkpoint would serve them
-(01 today downloads the full weights; it needs a profile role for the NF4 checkpoint). The others
-quantize the weights themselves (int8 vs NF4 vs FP4, code books, merges) and need the full weights."""
+NF4_ONLY = {
+    # notebook -> the GPU recipes on which it loads the chat model only in NF4: there it downloads the
+    # pre-quantized checkpoint (NF4_CHECKPOINTS). 02 and 04 load 16-bit weights where they fit.
+    "01_finetuning_taxonomy": ("t4", "l4", "a100"),
+    "02_icl_and_rag": ("t4",),
+    "04_lora_math": ("t4",),
+}
+"""The other lessons quantize the weights themselves (int8 vs NF4 vs FP4, code books, merges) or
+load them in 16 bits, and need the full weights."""
+
+
+def nf4_source(model_id: str) -> str:
+    """The pre-quantized NF4 checkpoint of ``model_id`` (through its ungated copy), or ``model_id``."""
+    real = UNGATED_MIRRORS.get(model_id, model_id)
+    return NF4_CHECKPOINTS.get(real, model_id)
 
 
 def original_of(model_id: str) -> str:
@@ -66,6 +82,8 @@ def original_of(model_id: str) -> str:
     The course's shipped configs and tokenizer data are filed under the original's name; a mirror
     with identical files uses them too.
     """
+    quantized_from = {nf4: full for full, nf4 in NF4_CHECKPOINTS.items()}
+    model_id = quantized_from.get(model_id, model_id)  # a pre-quantized copy: its source's config
     return {mirror: orig for orig, mirror in UNGATED_MIRRORS.items()}.get(model_id, model_id)
 
 
@@ -80,6 +98,8 @@ def download_plan(notebook: str, profile) -> list[tuple[str, float | None]]:
         model_id = profile.model_id(role)
         if model_id.startswith("course:"):
             continue
+        if role == "chat" and profile.target in NF4_ONLY.get(notebook, ()):
+            model_id = nf4_source(model_id)
         plan.append((model_id, CHECKPOINT_GB.get(model_id)))
     return plan
 
@@ -98,13 +118,16 @@ def describe_plan(notebook: str, profile) -> str:
 def quantization_differences(checkpoint: dict, wanted: dict) -> list[str]:
     """Compare a pre-quantized checkpoint's ``quantization_config`` with the course's, field by field.
 
-    Only the fields that change the weights or the compute are compared: quant type (NF4 vs FP4),
-    double quantization, compute dtype, and whether 4-bit is on at all.
+    Only the fields that decide the stored bytes are compared: 4-bit at all, quant type (NF4 vs FP4),
+    double quantization, storage type, and which modules were left unquantized. The compute dtype is
+    not one of them: it is a loading choice that ``load_model`` sets to the profile's.
     """
-    fields = ("load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype")
+    fields = ("load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_quant_storage",
+              "llm_int8_skip_modules")
+    defaults = {"bnb_4bit_quant_storage": "uint8"}
     diffs = []
     for name in fields:
-        have, want = checkpoint.get(name), wanted.get(name)
+        have, want = checkpoint.get(name, defaults.get(name)), wanted.get(name, defaults.get(name))
         if str(have).removeprefix("torch.") != str(want).removeprefix("torch."):
             diffs.append(f"{name}: checkpoint {have!r}, course {want!r}")
     return diffs

@@ -267,6 +267,20 @@ class Ledger:
         return totals
 
 
+    def save_peak(self, path) -> None:
+        """Write this ledger's peaks (bytes per device) and profile to ``path`` as JSON.
+
+        ``make test`` calls it in every rehearsal kernel after the notebook's last cell (see the
+        repository's conftest.py); ``tools/runtime_table.py`` turns the peaks into the notebook headers'
+        "peak memory" cells and checks that they still agree.
+        """
+        import json
+        from pathlib import Path
+
+        Path(path).write_text(json.dumps({"profile": self.profile.name, "target": self.profile.target,
+                                          **{d: self.peak[d] for d in DEVICES}}) + "\n")
+
+
 def _model_name(model_id: str, quantization: str | None, dtype: torch.dtype) -> str:
     real = model_id.removeprefix(TINY_PREFIX)
     return f"{real} ({quantization or str(dtype).removeprefix('torch.')})"

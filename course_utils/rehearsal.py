@@ -187,6 +187,32 @@ def _build(real_id: str, dest: Path) -> None:
         "special tokens; stand-in weights, widths and BPE vocabulary. Not a trained model.\n")
 
 
+def _quantized_from(real_id: str) -> str | None:
+    """The full-weight model a pre-quantized NF4 checkpoint was made from (None for any other id)."""
+    from .downloads import NF4_CHECKPOINTS
+
+    return {nf4: full for full, nf4 in NF4_CHECKPOINTS.items()}.get(real_id)
+
+
+def _build_nf4(source: Path, dest: Path) -> None:
+    """Serialize the tiny full-weight copy in NF4, as the real pre-quantized uploads are made.
+
+    Loaded with NF4 + double quantization (compute dtype float16, as in those uploads) and saved:
+    ``dest`` holds packed 4-bit weights and a quantization_config, so a rehearsal exercises the
+    loading path of a pre-quantized checkpoint, not an on-the-fly quantization.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.float16)
+    model = AutoModelForCausalLM.from_pretrained(source, quantization_config=config, dtype=torch.float16)
+    model.save_pretrained(dest)
+    AutoTokenizer.from_pretrained(source).save_pretrained(dest)
+    (dest / "TINY_MODEL.md").write_text(
+        (source / "TINY_MODEL.md").read_text() + "Serialized in NF4 with double quantization (bitsandbytes), "
+        "as a pre-quantized upload of the real model is.\n")
+
+
 def recipe_hash(real_id: str) -> str:
     """Return a short hash of everything a tiny model is built from (this module, config, tokens).
 
@@ -209,13 +235,15 @@ def materialize_tiny(real_id: str) -> Path:
 
     real_id = real_id.removeprefix(TINY_PREFIX)
     tokenizer_data(real_id)  # fail early, with the list of known models
-    dest = course_cache_dir() / "tiny" / f"{_slug(real_id)}-{recipe_hash(real_id)}"
+    source = _quantized_from(real_id)
+    dest = course_cache_dir() / "tiny" / f"{_slug(real_id)}-{recipe_hash(real_id)}{'-nf4' if source else ''}"
     if (dest / "model.safetensors").exists() and (dest / "tokenizer_config.json").exists():
         return dest
+    source_dir = materialize_tiny(source) if source else None
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".partial-", dir=dest.parent))
     start = time.perf_counter()
-    _build(real_id, tmp)
+    _build_nf4(source_dir, tmp) if source_dir else _build(real_id, tmp)
     publish_dir(tmp, dest)
     print(f"Built the tiny copy of {real_id} in {time.perf_counter() - start:.1f} s: {dest}")
     return dest

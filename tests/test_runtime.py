@@ -18,7 +18,7 @@ def test_notebooks_and_guide_agree_with_the_runtime_model():
 
 
 def test_every_notebook_has_a_workload():
-    assert {p.stem for p in (ROOT / "notebooks").glob("0*.ipynb")} == set(WORKLOADS)
+    assert {p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb")} == set(WORKLOADS)
 
 
 def test_prediction_parts_follow_the_knobs():
@@ -29,3 +29,38 @@ def test_prediction_parts_follow_the_knobs():
     assert predict_runtime("06_lora_gsm8k", PROFILES["a100-rehearsal"])["download"] == base["download"]
     assert predict_runtime("08_persona_sft_zhenhuan", t4)["download"] < base["download"]  # 3.1 vs 16 GB
     assert "Predictions" in assumptions() and "MB/s" in assumptions()
+
+
+def test_every_notebook_fits_a_learners_patience():
+    """Issue budget: a T4 notebook within 25 minutes including its download, an A100 one within 10."""
+    for nb in WORKLOADS:
+        assert predict_runtime(nb, PROFILES["t4"])["total"] <= 25, nb
+        assert predict_runtime(nb, PROFILES["a100"])["total"] <= 10.05, nb  # the header shows ≈ 10 min
+
+
+def test_later_loads_come_from_the_page_cache_only_when_the_checkpoint_fits_the_ram():
+    from course_utils.runtime import load_seconds
+
+    assert load_seconds(16.1, 3, host_ram_gb=11) == 3 * load_seconds(16.1, 1, host_ram_gb=11)  # free T4
+    assert load_seconds(16.1, 3, host_ram_gb=80) < 1.5 * load_seconds(16.1, 1, host_ram_gb=80)  # A100 VM
+    t4, a100 = PROFILES["t4"], PROFILES["a100"]
+    assert predict_runtime("07_qlora_llama", t4)["loading"] > predict_runtime("07_qlora_llama", a100)["loading"]
+
+
+def test_a_recorded_ledger_peak_that_differs_from_the_header_fails_the_check(tmp_path):
+    import json
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import runtime_table
+
+    shown = runtime_table.load_peaks()["06_lora_gsm8k"]["t4"]
+    record = {"profile": "t4-rehearsal", "target": "t4", "gpu": shown["gpu"] * 1e9, "host": shown["host"] * 1e9}
+    (tmp_path / "06_lora_gsm8k.t4-rehearsal.json").write_text(json.dumps(record))
+    (tmp_path / "06_lora_gsm8k_solutions.t4-rehearsal.json").write_text(json.dumps({**record, "gpu": 1.0}))
+    assert runtime_table.check_peaks(tmp_path) == 0  # solutions are not in the headers
+    (tmp_path / "06_lora_gsm8k.t4-rehearsal.json").write_text(json.dumps({**record, "gpu": record["gpu"] + 2e8}))
+    assert runtime_table.check_peaks(tmp_path) == 1
+    # and what the header shows is that figure
+    header = json.loads((ROOT / "notebooks" / "06_lora_gsm8k.ipynb").read_text())["cells"][0]["source"]
+    t4_row = next(line for line in header if line.startswith("| t4"))
+    assert f"*ledger prediction:* ≈ {shown['gpu']:.1f} GB GPU" in t4_row, t4_row

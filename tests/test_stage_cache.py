@@ -11,6 +11,7 @@ def test_plan_per_profile():
     assert stage_cache.plan("cpu") == {"models": [], "data": []}  # everything ships in wheels
     t4 = stage_cache.plan("t4")
     assert "unsloth/Llama-3.1-8B-Instruct" in t4["models"]  # the ungated copy: no token needed
+    assert "unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit" in t4["models"]  # notebook 01's NF4 checkpoint
     assert "gsm8k/train.jsonl" in t4["data"] and "huanhuan.json" in t4["data"]
 
 

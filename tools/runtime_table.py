@@ -6,8 +6,15 @@ and the runtime cells of the t4/a100 rows of a notebook's header table (and the 
 "T4 / A100 runtime" column) are rewritten from the same function. Run with ``--check`` to only
 report differences (the test does the same).
 
+The "peak memory" cells of the t4/a100 rows come from the memory ledger: in ``make test`` every
+rehearsal kernel saves its ledger's peaks (conftest.py, ``COURSE_LEDGER_PEAKS``), ``--check-peaks DIR``
+fails when they differ from ``course_utils/sample_data/ledger_peaks.json`` (what the headers show),
+and ``--peaks DIR`` (``make peaks``) takes them into that file and the headers.
+
     python tools/runtime_table.py          # rewrite
     python tools/runtime_table.py --check  # exit 1 if anything is out of date
+    python tools/runtime_table.py --peaks DIR        # take the recorded ledger peaks, then rewrite
+    python tools/runtime_table.py --check-peaks DIR  # exit 1 if a recorded peak differs from the headers
 """
 
 from __future__ import annotations
@@ -25,6 +32,33 @@ from course_utils.runtime import WORKLOADS, predict_runtime, runtime_table_markd
 
 START, END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
+PEAKS = ROOT / "course_utils" / "sample_data" / "ledger_peaks.json"
+# 10's header gives bytes per process from its own estimator (section 7); its kernel's ledger sees one process
+PEAK_NOTEBOOKS = [nb for nb in WORKLOADS if nb != "10_scale_out"]
+
+
+def load_peaks() -> dict:
+    """{notebook: {target: {"gpu": GB, "host": GB}}}: the ledger peaks the headers show."""
+    return json.loads(PEAKS.read_text()) if PEAKS.exists() else {}
+
+
+def recorded_peaks(directory: Path) -> dict:
+    """Read the peaks the rehearsal kernels saved (``<notebook>.<profile>.json``), in GB to 0.1."""
+    found: dict = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        notebook = path.name.split(".")[0]
+        if notebook not in PEAK_NOTEBOOKS:
+            continue  # solutions and notebook 10
+        data = json.loads(path.read_text())
+        if data["target"] not in ("t4", "a100"):
+            continue  # the headers have T4 and A100 rows (the cpu profile keeps no ledger)
+        found.setdefault(notebook, {})[data["target"]] = {d: round(data[d] / 1e9, 1) for d in ("gpu", "host")}
+    return found
+
+
+def memory_cell(peak: dict) -> str:
+    host = f" + {peak['host']:.1f} GB host RAM" if peak["host"] else ""
+    return f" *ledger prediction:* ≈ {peak['gpu']:.1f} GB GPU{host} "
 
 
 def with_block(text: str, block: str) -> str:
@@ -39,16 +73,20 @@ def minutes(notebook: str, target: str) -> str:
     return f"≈ {predict_runtime(notebook, PROFILES[target])['total']:.0f} min"
 
 
-def with_runtime_cells(text: str, notebook: str) -> str:
-    """Rewrite the runtime cell of the t4 and a100 rows of a header table."""
-    lines, col = text.split("\n"), None
+def with_runtime_cells(text: str, notebook: str, peaks: dict | None = None) -> str:
+    """Rewrite the runtime cell (and the peak memory cell, from ``peaks``) of a header's t4 and a100 rows."""
+    lines, col, mem = text.split("\n"), None, None
+    peaks = (peaks or {}).get(notebook, {}) if notebook in PEAK_NOTEBOOKS else {}
     for k, line in enumerate(lines):
         cells = line.split("|")
-        if line.startswith("| profile") and "runtime" in [c.strip() for c in cells]:
-            col = [c.strip() for c in cells].index("runtime")
+        names = [c.strip() for c in cells]
+        if line.startswith("| profile") and "runtime" in names:
+            col, mem = names.index("runtime"), names.index("peak memory") if "peak memory" in names else None
         elif col and line.startswith(("| t4", "| a100")):
             target = "t4" if line.startswith("| t4") else "a100"
             cells[col] = f" *predicted:* {minutes(notebook, target)} (table below) "
+            if mem and target in peaks:
+                cells[mem] = memory_cell(peaks[target])
             lines[k] = "|".join(cells)
     return "\n".join(lines)
 
@@ -60,7 +98,8 @@ def notebook_text(path: Path) -> str:
 
 def updated_notebook(path: Path) -> str:
     name = path.stem
-    return with_block(with_runtime_cells(notebook_text(path), name), runtime_table_markdown(name))
+    text = with_runtime_cells(notebook_text(path), name, load_peaks())
+    return with_block(text, runtime_table_markdown(name))
 
 
 def updated_guide() -> str:
@@ -76,9 +115,34 @@ def updated_guide() -> str:
     return with_block("\n".join(lines), runtime_table_markdown())
 
 
+def check_peaks(directory: Path) -> int:
+    """Exit status 1 (with what to do) when a recorded ledger peak differs from what the headers show."""
+    shown, differ = load_peaks(), []
+    for notebook, targets in recorded_peaks(directory).items():
+        for target, peak in targets.items():
+            if shown.get(notebook, {}).get(target) != peak:
+                differ.append(f"{notebook} on {target}: the ledger's peak is {peak}, the header shows "
+                              f"{shown.get(notebook, {}).get(target)} (GB)")
+    if differ:
+        print("The rehearsals' memory ledger no longer agrees with the notebook headers:", *differ,
+              f"Take the new peaks: python tools/runtime_table.py --peaks {directory}", sep="\n  ")
+        return 1
+    checked = sum(map(len, recorded_peaks(directory).values()))
+    print(f"ledger peaks agree with the headers ({checked} checked)")
+    return 0
+
+
+def take_peaks(directory: Path) -> None:
+    """Merge the recorded peaks into the peaks file the headers are written from."""
+    peaks = load_peaks()
+    for notebook, targets in recorded_peaks(directory).items():
+        peaks.setdefault(notebook, {}).update(targets)
+    PEAKS.write_text(json.dumps(dict(sorted(peaks.items())), indent=1, sort_keys=True) + "\n")
+
+
 def main(check: bool) -> int:
     stale = []
-    for path in sorted((ROOT / "notebooks").glob("0*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
         new = updated_notebook(path)
         if new != notebook_text(path):
             stale.append(path.name)
@@ -96,4 +160,8 @@ def main(check: bool) -> int:
 
 
 if __name__ == "__main__":
+    if "--check-peaks" in sys.argv:
+        sys.exit(check_peaks(Path(sys.argv[sys.argv.index("--check-peaks") + 1])))
+    if "--peaks" in sys.argv:
+        take_peaks(Path(sys.argv[sys.argv.index("--peaks") + 1]))
     sys.exit(main("--check" in sys.argv))

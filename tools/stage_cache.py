@@ -43,7 +43,10 @@ def plan(profile_name: str) -> dict:
     if profile_name not in PROFILES:
         raise SystemExit(f"unknown profile {profile_name!r}; choose from {', '.join(PROFILES)}")
     profile = PROFILES[profile_name]
+    from course_utils.downloads import nf4_source
+
     models = {role: profile.model_id(role) for role in ROLES}
+    models["chat_nf4"] = nf4_source(models["chat"])  # the NF4-only lessons' pre-quantized checkpoint
     hub_models = sorted({m for m in models.values() if not m.startswith("course:")})
     return {"models": hub_models, "data": sorted(DATASETS) if hub_models else []}
 
