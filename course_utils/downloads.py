@@ -41,12 +41,13 @@ CHECKPOINT_GB = {
     "THUDM/chatglm3-6b": 12.5,
     "microsoft/Phi-4-mini-instruct": 7.7,
     "sentence-transformers/all-MiniLM-L6-v2": 0.09,
+    "HuggingFaceTB/SmolLM2-135M-Instruct": 0.27,
 }
 
 NOTEBOOK_ROLES = {
     # notebook -> the profile roles whose weights it loads (configs of other models are a few KB)
     "00_setup_check": ("chat",),
-    "01_finetuning_taxonomy": ("chat",),
+    "01_finetuning_taxonomy": ("chat", "small_chat"),  # small_chat: full fine-tuning vs LoRA
     "02_icl_and_rag": ("chat", "embedding"),
     "03_8bit_loading": ("chat",),
     "04_lora_math": ("chat",),

@@ -87,3 +87,23 @@ def line_plot(series: Mapping[str, tuple[Sequence[float], Sequence[float]]], xla
     ax.grid(alpha=0.3)
     ax.legend()
     return fig
+
+
+def shift_plot(before: tuple[float, float], after: Mapping[str, tuple[float, float]], xlabel: str,
+               ylabel: str, title: str = "", same_scale: bool = False) -> Figure:
+    """Plot one starting point and an arrow from it to each labelled end point (x, y).
+
+    ``same_scale``: one unit is as long on both axes, so a move along y can be compared by eye with
+    a move along x (autoscaling would stretch a tiny change to fill the axis).
+    """
+    fig, ax = _figure(figsize=(6.5, 4.5))
+    if same_scale:
+        ax.set_aspect("equal", adjustable="datalim")
+    ax.scatter(*before, color="black", zorder=3, label="before")
+    for (label, (x, y)), color in zip(after.items(), ("tab:blue", "tab:red", "tab:green", "tab:orange")):
+        ax.annotate("", xy=(x, y), xytext=before, arrowprops={"arrowstyle": "->", "color": color, "lw": 1.5})
+        ax.scatter([x], [y], color=color, zorder=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    return fig

@@ -37,9 +37,11 @@ DECODE_EFFICIENCY = {None: 0.5, "int8": 0.15, "nf4": 0.3}
 """Share of memory bandwidth a greedy ``generate`` reaches per decoding step (batched prompts read the
 weights once per step); int8 generation in bitsandbytes is known to be slow."""
 
-MODEL_PARAMS_B = {"chat": 8.03, "chat_nf4": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023}
+MODEL_PARAMS_B = {"chat": 8.03, "chat_nf4": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023,
+                  "small_chat": 0.135}
 DOWNLOAD_GB = {"chat": 16.1, "chat_nf4": CHECKPOINT_GB[nf4_source("unsloth/Llama-3.1-8B-Instruct")],
-               "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09}
+               "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09,
+               "small_chat": CHECKPOINT_GB["HuggingFaceTB/SmolLM2-135M-Instruct"]}
 """GB per role; "chat_nf4" is the chat model's pre-quantized NF4 checkpoint (NF4-only lessons)."""
 
 
@@ -84,9 +86,11 @@ WORKLOADS = {
     "00_setup_check": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                loads={"t4": 2, "default": 3},
                                source="three loads (fp16 skipped on a T4), one short chat each"),
-    "01_finetuning_taxonomy": Workload(("chat_nf4",), "nf4", gen_role="chat_nf4", gen_sequences="3",
-                                       gen_passes=1, source="the pre-quantized NF4 checkpoint: counts on the "
-                                       "loaded model, a short chat"),
+    "01_finetuning_taxonomy": Workload(("chat_nf4", "small_chat"), "nf4", "small_chat", 256, 2.0,
+                                       gen_role="chat_nf4", gen_sequences="3", gen_passes=1,
+                                       source="the pre-quantized NF4 checkpoint: counts on the loaded model, "
+                                       "a short chat; SmolLM2-135M trained twice (LoRA, full) on 256-token "
+                                       "GSM8K blocks (its held-out NLL passes take seconds: left out)"),
     "02_icl_and_rag": Workload({"t4": ("chat_nf4", "embedding"), "default": ("chat", "embedding")}, "nf4",
                                gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),

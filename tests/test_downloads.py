@@ -31,7 +31,8 @@ GATED, MIRROR = next(iter(UNGATED_MIRRORS.items()))
 
 
 @pytest.mark.parametrize("model_id", ["meta-llama/Llama-3.1-8B-Instruct", "unsloth/Llama-3.1-8B-Instruct",
-                                      "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct"])
+                                      "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct",
+                                      "HuggingFaceTB/SmolLM2-135M-Instruct"])
 def test_checkpoint_size_matches_parameters_times_two_bytes(model_id):
     """An independent computation: the shipped config's parameter count in 16-bit weights."""
     predicted_gb = estimate_footprint(load_config(model_id), None, torch.bfloat16)["total"] / 1e9

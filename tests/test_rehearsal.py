@@ -9,8 +9,9 @@ from course_utils import load_config, load_model, load_tokenizer, meta_model
 from course_utils.profiles import TINY_PREFIX, get_profile
 from course_utils.rehearsal import TOKENIZER_DATA_DIR, build_tokenizer, materialize_tiny, shrink_config
 
-REAL_IDS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct"]
-TURN_END = {REAL_IDS[0]: "<|eot_id|>", REAL_IDS[1]: "<|im_end|>", REAL_IDS[2]: "<|end|>"}
+REAL_IDS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct",
+            "HuggingFaceTB/SmolLM2-135M-Instruct"]
+TURN_END = {REAL_IDS[0]: "<|eot_id|>", REAL_IDS[1]: "<|im_end|>", REAL_IDS[2]: "<|end|>", REAL_IDS[3]: "<|im_end|>"}
 TEXT = "Hello, world! The answer is 42.\n甄嬛说：家父是大理寺少卿甄远道。 Mixed 中文 and English."
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "你好, what is 2+3?"},
         {"role": "assistant", "content": "5"}]
@@ -43,7 +44,8 @@ def _attention_module_kinds(model) -> set[str]:
 def test_the_rehearsal_profiles_name_exactly_these_models():
     from course_utils.downloads import original_of
 
-    ids = {get_profile("t4-rehearsal").model_id(role) for role in ("chat", "chinese_chat", "fused_qkv")}
+    roles = ("chat", "chinese_chat", "fused_qkv", "small_chat")
+    ids = {get_profile("t4-rehearsal").model_id(role) for role in roles}
     assert all(i.startswith(TINY_PREFIX) for i in ids)
     # the chat role names an ungated mirror; its tiny copy is built from the original's files
     assert {original_of(i.removeprefix(TINY_PREFIX)) for i in ids} == set(REAL_IDS)
@@ -110,13 +112,14 @@ def test_special_tokens_keep_their_real_strings_and_roles(tiny, rid):
     for role in ("bos_token", "eos_token", "pad_token", "unk_token"):
         assert raw.get(role) == table[role], role
     # The model's EOS ids are the real ones, remapped: the same strings.
-    real_gen = table["generation_config"]["eos_token_id"]
+    real_gen, tiny_gen = table["generation_config"]["eos_token_id"], model.generation_config.eos_token_id
+    as_list = (lambda ids: ids if isinstance(ids, list) else [ids])  # SmolLM2 has one EOS id, not a list
     names = {e["id"]: e["content"] for e in table["tokens"]}
-    assert tok.convert_ids_to_tokens(model.generation_config.eos_token_id) == [names[i] for i in real_gen]
+    assert tok.convert_ids_to_tokens(as_list(tiny_gen)) == [names[i] for i in as_list(real_gen)]
 
 
 def test_each_models_own_pad_convention(tiny):
-    llama, qwen, phi = (tiny[rid][1:] for rid in REAL_IDS)
+    llama, qwen, phi, smol = (tiny[rid][1:] for rid in REAL_IDS)
     from transformers import AutoTokenizer
 
     raw_llama = AutoTokenizer.from_pretrained(tiny[REAL_IDS[0]][0])
@@ -127,6 +130,9 @@ def test_each_models_own_pad_convention(tiny):
     assert qwen[1].bos_token is None
     assert phi[1].eos_token == phi[1].pad_token == "<|endoftext|>"
     assert phi[0].generation_config.eos_token_id[0] == phi[1].convert_tokens_to_ids("<|end|>")
+    # SmolLM2 pads with its EOS <|im_end|>; load_tokenizer picks <|endoftext|>, as on the cpu profile
+    assert smol[1].pad_token == "<|endoftext|>" != smol[1].eos_token == "<|im_end|>"
+    assert smol[1]("hi")["input_ids"][0] != smol[1].bos_token_id  # no bos added, as by the real one
 
 
 @pytest.mark.parametrize("rid", REAL_IDS)
@@ -188,3 +194,17 @@ def test_build_is_deterministic():
 def test_unknown_model_says_which_are_known():
     with pytest.raises(ValueError, match="Qwen/Qwen2.5-1.5B-Instruct"):
         materialize_tiny("nobody/no-model")
+
+
+def test_shipped_smollm2_config_is_the_cpu_profiles_model():
+    """The shipped config (written from the GGUF's metadata) describes the model the cpu profile loads."""
+    from course_utils.profiles import LOCAL_CHAT_MODEL
+
+    shipped, cpu = load_config(REAL_IDS[3]), load_config(LOCAL_CHAT_MODEL)
+    for key in ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "hidden_act",
+                "max_position_embeddings", "bos_token_id", "eos_token_id"):
+        assert getattr(shipped, key) == getattr(cpu, key), key
+    assert shipped.rope_parameters["rope_theta"] == cpu.rope_parameters["rope_theta"]
+    assert shipped.rms_norm_eps == pytest.approx(cpu.rms_norm_eps, rel=1e-6)
+    assert sum(p.numel() for p in meta_model(shipped).parameters()) == 134_515_008
