@@ -48,6 +48,7 @@ class Workload:
     gen_role: str | None = None
     gen_sequences: str = "n_eval"  # "n_eval" or a number
     gen_passes: int = 0  # generation passes over gen_sequences (before / after training, ...)
+    train_sequences: int = 0  # sequences trained in all, when a notebook's runs ignore the profile's steps
     source: str = ""
 
 
@@ -60,7 +61,9 @@ WORKLOADS = {
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
                                 source="int8 load, outlier statistics, a short chat"),
-    "04_lora_math": Workload(("chat",), "nf4", source="LoRA math on one layer, no generation"),
+    "04_lora_math": Workload(("chat",), "nf4", "chat", 32, train_sequences=2 * 8 * 4,
+                             source="LoRA math on one layer; two LoRA runs (q, v and all linear) of "
+                                    "8 steps x 4 texts of <= 32 tokens, whatever the profile; no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2,
@@ -80,8 +83,9 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     download = sum(DOWNLOAD_GB[r] for r in w.roles) * 1e3 / DOWNLOAD_MB_S / 60
     train = 0.0
     if w.train_role:
-        tokens = (profile.max_steps * profile.batch_size * profile.grad_accum * w.train_tokens_per_seq
-                  * w.train_epochs_of_profile_steps)
+        sequences = w.train_sequences or (profile.max_steps * profile.batch_size * profile.grad_accum
+                                          * w.train_epochs_of_profile_steps)
+        tokens = sequences * w.train_tokens_per_seq
         flops = 8 * MODEL_PARAMS_B[w.train_role] * 1e9 * tokens  # LoRA, checkpointing: 2+2 fwd, 4 bwd
         train = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     gen = 0.0

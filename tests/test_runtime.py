@@ -29,3 +29,10 @@ def test_prediction_parts_follow_the_knobs():
     assert predict_runtime("06_lora_gsm8k", PROFILES["a100-rehearsal"])["download"] == base["download"]
     assert predict_runtime("08_persona_sft_zhenhuan", t4)["download"] < base["download"]  # 3.1 vs 16 GB
     assert "Predictions" in assumptions() and "MB/s" in assumptions()
+
+
+def test_a_fixed_training_run_ignores_the_step_knobs():
+    t4 = PROFILES["t4"]
+    fixed = predict_runtime("04_lora_math", t4)["training"]  # two runs of 8 steps on every profile
+    assert fixed > 0
+    assert predict_runtime("04_lora_math", dataclasses.replace(t4, max_steps=1, batch_size=1))["training"] == fixed
