@@ -61,9 +61,9 @@ WORKLOADS = {
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
                                 source="int8 load, outlier statistics, a short chat"),
-    "04_lora_math": Workload(("chat",), "nf4", "chat", 32, train_sequences=2 * 8 * 4,
+    "04_lora_math": Workload(("chat",), "nf4", "chat", 24, train_sequences=2 * 8 * 4,
                              source="LoRA math on one layer; two LoRA runs (q, v and all linear) of "
-                                    "8 steps x 4 texts of <= 32 tokens, whatever the profile; no generation"),
+                                    "8 steps x 4 texts of <= 24 tokens, whatever the profile; no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2,
