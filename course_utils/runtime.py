@@ -63,6 +63,7 @@ class Workload:
     score_tokens_per_seq: int = 0
     score_passes: int = 0  # scoring passes (before / after training, ...)
     processes: int | dict = 1  # processes that each load the model (10: one per GPU; a dict as for loads)
+    train_sequences: int = 0  # sequences trained in all, when a notebook's runs ignore the profile's steps
     source: str = ""
 
     def n_loads(self, target: str) -> int:
@@ -98,8 +99,11 @@ WORKLOADS = {
                                 loads={"t4": 2, "default": 3}, score_sequences="1", score_tokens_per_seq=256,
                                 score_passes=6, source="int8 load, outlier statistics, a short chat; "
                                 "every format scored on 255 held-out tokens"),
-    "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4",
-                             source="LoRA math on one layer, no generation (NF4 on a T4, 16-bit elsewhere)"),
+    "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4", "chat", 24,
+                             train_sequences=2 * 8 * 4,
+                             source="LoRA math on one layer (NF4 on a T4, 16-bit elsewhere); "
+                                    "two LoRA runs (q, v and all linear) of 8 steps x 4 texts of "
+                                    "<= 24 tokens, whatever the profile; no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, loads=3,
@@ -145,8 +149,9 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb) for r, n in zip(roles, loads)) / 60
     train = 0.0
     if w.train_role:
-        tokens = (profile.max_steps * profile.batch_size * profile.grad_accum * w.train_tokens_per_seq
-                  * w.train_epochs_of_profile_steps)
+        sequences = w.train_sequences or (profile.max_steps * profile.batch_size * profile.grad_accum
+                                          * w.train_epochs_of_profile_steps)
+        tokens = sequences * w.train_tokens_per_seq
         flops = 8 * MODEL_PARAMS_B[w.train_role] * 1e9 * tokens  # LoRA, checkpointing: 2+2 fwd, 4 bwd
         train = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     score = 0.0

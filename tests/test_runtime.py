@@ -64,3 +64,10 @@ def test_a_recorded_ledger_peak_that_differs_from_the_header_fails_the_check(tmp
     header = json.loads((ROOT / "notebooks" / "06_lora_gsm8k.ipynb").read_text())["cells"][0]["source"]
     t4_row = next(line for line in header if line.startswith("| t4"))
     assert f"*ledger prediction:* ≈ {shown['gpu']:.1f} GB GPU" in t4_row, t4_row
+
+
+def test_a_fixed_training_run_ignores_the_step_knobs():
+    t4 = PROFILES["t4"]
+    fixed = predict_runtime("04_lora_math", t4)["training"]  # two runs of 8 steps on every profile
+    assert fixed > 0
+    assert predict_runtime("04_lora_math", dataclasses.replace(t4, max_steps=1, batch_size=1))["training"] == fixed
