@@ -14,6 +14,7 @@ def test_plots_return_figures_and_leave_style_alone():
         plots.before_after({"acc": 0.1}, {"acc": 0.2}),
         plots.histogram([0.1, -0.2, 0.3], bins=3, levels=[0.0]),
         plots.line_plot({"s": ([1, 2], [3, 4])}, "x", "y", logy=True),
+        plots.tradeoff({"a": {"x": 1.0, "before": 2.0, "after": 1.5, "low": 1.4, "high": 1.6}}, "MB", "NLL"),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     assert dict(matplotlib.rcParams) == before
