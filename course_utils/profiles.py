@@ -50,6 +50,7 @@ class Profile:
     n_train: int = 64  # training examples
     n_eval: int = 16  # held-out examples
     max_steps: int = 20  # optimizer steps of one training run
+    compare_steps: int = 4  # optimizer steps of each arm of a side-by-side comparison (07: LoRA/int8/QLoRA)
     batch_size: int = 4
     grad_accum: int = 1
     max_new_tokens: int = 64
@@ -115,6 +116,7 @@ _GPU_PROFILES = {
         n_train=400,
         n_eval=64,
         max_steps=60,
+        compare_steps=16,
         batch_size=2,
         grad_accum=2,
         max_new_tokens=256,
@@ -132,6 +134,7 @@ _GPU_PROFILES = {
         n_train=600,
         n_eval=64,
         max_steps=50,
+        compare_steps=16,
         batch_size=4,
         grad_accum=2,
         max_new_tokens=256,
@@ -149,6 +152,7 @@ _GPU_PROFILES = {
         n_train=1000,
         n_eval=80,
         max_steps=40,
+        compare_steps=16,
         batch_size=8,
         grad_accum=1,
         max_new_tokens=256,
@@ -172,7 +176,7 @@ def rehearsal_of(gpu: Profile) -> Profile:
     return dataclasses.replace(
         gpu, name=f"{gpu.name}-rehearsal", target=gpu.name, rehearsal=True, device="cpu",
         description=f"Rehearsal of {gpu.name} on the CPU: {gpu.dtype_name}, same recipe, tiny random models",
-        models=models, n_train=16, n_eval=8, max_steps=3, max_new_tokens=16,
+        models=models, n_train=16, n_eval=8, max_steps=3, compare_steps=2, max_new_tokens=16,
         notes="Proves the GPU path runs and fits (memory ledger at real scale); its quality numbers "
               "come from random weights and mean nothing.")
 
@@ -188,6 +192,7 @@ PROFILES: dict[str, Profile] = {
         n_train=48,
         n_eval=12,
         max_steps=12,
+        compare_steps=4,
         batch_size=4,
         grad_accum=1,
         max_new_tokens=48,

@@ -49,6 +49,12 @@ class Workload:
     gen_sequences: str = "n_eval"  # "n_eval" or a number
     gen_passes: int = 0  # generation passes over gen_sequences (before / after training, ...)
     source: str = ""
+    # extra LoRA runs of `profile.compare_steps` steps, one per base format (07: None = 16-bit, int8, nf4),
+    # each scoring `n_eval` held-out sequences before and after; a 16-bit base whose weights alone exceed
+    # the GPU is skipped, as the notebook's ledger skips it
+    compare: tuple = ()
+    compare_batch: int = 2
+    compare_tokens_per_seq: int = 0
 
 
 WORKLOADS = {
@@ -66,7 +72,9 @@ WORKLOADS = {
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2,
                               source="GSM8K question + answer ≈ 250 tokens; accuracy before and after"),
     "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.5, "chat", "3", 2,
-                               source="guanaco chats ≈ 400 tokens; interrupted at half and resumed"),
+                               source="guanaco chats ≈ 400 tokens; interrupted at half and resumed; then "
+                                      "16-bit/int8/NF4 arms on chats <= 256 tokens (≈ 150)",
+                               compare=(None, "int8", "nf4"), compare_tokens_per_seq=150),
     "08_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
                                         "n_eval", 2, source="huanhuan.json exchanges ≈ 300 tokens"),
     "09_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
@@ -84,6 +92,13 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
                   * w.train_epochs_of_profile_steps)
         flops = 8 * MODEL_PARAMS_B[w.train_role] * 1e9 * tokens  # LoRA, checkpointing: 2+2 fwd, 4 bwd
         train = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
+    for quant in w.compare:
+        params = MODEL_PARAMS_B[w.train_role] * 1e9
+        if quant is None and params * 2 > profile.gpu_memory_gb * 1e9:
+            continue
+        tokens = profile.compare_steps * w.compare_batch * profile.grad_accum * w.compare_tokens_per_seq
+        scored = 2 * profile.n_eval * w.compare_tokens_per_seq  # forward passes only: 2 FLOPs per parameter
+        train += (8 * tokens + 2 * scored) * params / (gpu["peak_tflops"] * 1e12 * MFU[quant]) / 60
     gen = 0.0
     if w.gen_role:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
