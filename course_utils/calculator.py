@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from .ledger import Ledger, MemoryBudgetError, _real_meta
-from .memory import CUDA_CONTEXT_BYTES, estimate_footprint, fmt_bytes, lora_param_count, training_bill_parts
+from .ledger import Ledger, MemoryBudgetError, _real_meta, lora_training_parts
+from .memory import fmt_bytes, lora_param_count
 from .profiles import PROFILES
 
 PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
@@ -31,13 +31,9 @@ def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: s
     """
     quant, dtype = PRECISIONS[precision]
     real = _real_meta(model_id)
-    kept = torch.float32 if quant and kbit_upcast else dtype
-    weights = estimate_footprint(real, quant, kept)
     trainable = lora_param_count(real, target_modules, r)
-    parts = {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
-             **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing,
-                                    optim, dtype),
-             "cuda_context": CUDA_CONTEXT_BYTES}
+    parts = lora_training_parts(real, quant, dtype, r, target_modules, batch_size, seq_len,
+                                gradient_checkpointing, optim, kbit_upcast=kbit_upcast)
     fits = {}
     for gpu in GPUS:
         book = Ledger(PROFILES[f"{gpu}-rehearsal"])

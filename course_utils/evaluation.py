@@ -83,6 +83,21 @@ def completion_nll(model, tokenizer, records: list[dict], batch_size: int = 4, d
     are trl's conversational prompt/completion dicts. The model is put in eval mode for the pass and
     given back in the mode it came in.
     """
+    scores = completion_scores(model, tokenizer, records, batch_size, desc)
+    return scores["nll"] if per_token else scores["nll"] * scores["tokens"]
+
+
+def completion_scores(model, tokenizer, records: list[dict], batch_size: int = 4, desc: str = "scoring",
+                      keep_logits: int = 0) -> dict:
+    """Score each record's reference completion in one teacher-forced pass (see ``completion_nll``).
+
+    Returns one number per record in each array: ``nll`` (mean negative log-likelihood per completion
+    token), ``accuracy`` (next-token accuracy: the share of the completion's tokens that are the
+    model's top-1 prediction from the reference text before them) and ``tokens`` (completion tokens
+    scored); with ``keep_logits=k``, ``logits`` holds the fp32 CPU logits at the completion's tokens
+    of the first k records, ``(tokens, vocab)`` each, to compare two models on the same positions.
+    Records are batched by length (less padding); the results are in the order of ``records``.
+    """
     import numpy as np
     import torch
     from tqdm.auto import tqdm
@@ -99,27 +114,34 @@ def completion_nll(model, tokenizer, records: list[dict], batch_size: int = 4, d
         rows.append((full, len(prompt)))
     was_training = model.training
     model.eval()
-    scores: list[float] = []
+    n = len(rows)
+    out: dict = {"nll": [0.0] * n, "accuracy": [0.0] * n, "tokens": [0] * n,
+                 "logits": [None] * min(keep_logits, n)}
+    order = sorted(range(n), key=lambda k: len(rows[k][0]))  # batch similar lengths: less padding
     try:
-        for start in tqdm(range(0, len(rows), batch_size), desc=desc):
-            batch = rows[start:start + batch_size]
-            width = max(len(full) for full, _ in batch)
+        for start in tqdm(range(0, n, batch_size), desc=desc):
+            batch = order[start:start + batch_size]
+            width = max(len(rows[k][0]) for k in batch)
             ids = torch.full((len(batch), width), tokenizer.pad_token_id)
             mask = torch.zeros_like(ids)
-            for i, (full, _) in enumerate(batch):  # right padding: positions stay as in training
-                ids[i, :len(full)] = torch.tensor(full)
-                mask[i, :len(full)] = 1
+            for i, k in enumerate(batch):  # right padding: positions stay as in training
+                ids[i, :len(rows[k][0])] = torch.tensor(rows[k][0])
+                mask[i, :len(rows[k][0])] = 1
             with torch.no_grad():
                 logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
-            for i, (full, n_prompt) in enumerate(batch):
+            for i, k in enumerate(batch):
+                full, n_prompt = rows[k]
                 # position t predicts token t + 1: the completion's tokens are predicted from n_prompt - 1 on
                 pred = logits[i, n_prompt - 1:len(full) - 1].float()
                 target = torch.tensor(full[n_prompt:], device=pred.device)
-                scores.append(torch.nn.functional.cross_entropy(pred, target, reduction="mean" if per_token
-                                                                else "sum").item())
+                out["nll"][k] = torch.nn.functional.cross_entropy(pred, target).item()
+                out["accuracy"][k] = (pred.argmax(-1) == target).float().mean().item()
+                out["tokens"][k] = len(target)
+                if k < keep_logits:
+                    out["logits"][k] = pred.cpu()
     finally:
         model.train(was_training)
-    return np.array(scores)
+    return {k: v if k == "logits" else np.array(v) for k, v in out.items()}
 
 
 # --- triples (subject, predicate, object) ------------------------------------------------------

@@ -34,6 +34,10 @@ How a notebook uses it::
   For a model that is not a peft model, pass the real-scale ``trainable_params``.
 - ``ledger.enter(name, nbytes, device, owner=None)``: anything else (a dequantized copy, ...);
   leaves with ``owner`` or by ``ledger.leave(entry)``.
+- ``ledger.plan_load(model_id, quantization, dtype)`` and ``ledger.plan_training(model_id, quantization,
+  dtype, r, target_modules, batch_size, seq_len, ...)``: before loading a model, check its weights or its
+  whole LoRA training bill; these two raise on a real GPU too (see there).
+- ``ledger.prediction(model)``: the real-scale bytes entered for a model and its training run.
 - ``ledger.current()`` is the ledger of the active profile; ``Ledger(profile)`` makes a fresh one.
 """
 
@@ -139,10 +143,10 @@ class Ledger:
         """Bytes the current entries hold on ``device``, at real scale."""
         return sum(e.nbytes for e in self.entries.values() if e.device == device)
 
-    def _check(self, entry: Entry, replacing: int | None = None) -> None:
+    def _check(self, entry: Entry, replacing: int | None = None, force: bool = False) -> None:
         held = [e for k, e in self.entries.items() if e.device == entry.device and k != replacing]
         need = sum(e.nbytes for e in held) + entry.nbytes
-        if not self.enforce or need <= self.budget(entry.device):
+        if not (self.enforce or force) or need <= self.budget(entry.device):
             return
         where = "GPU memory" if entry.device == "gpu" else "host RAM"
         lines = [f"{self.profile.name}: {entry.name} would need {fmt_bytes(entry.nbytes)} of {where} at "
@@ -246,6 +250,61 @@ class Ledger:
         self._training[id(base)] = tkey
         return tkey
 
+    def plan_load(self, model_id: str, quantization: str | None, dtype: torch.dtype,
+                  device: str = "gpu") -> float | None:
+        """Check a model's real-scale weights *before* loading it; return the bytes (None when off).
+
+        Unlike the other entries this check raises ``MemoryBudgetError`` on a real GPU as well as in
+        its rehearsal: a model that does not fit would otherwise be loaded first (``device_map="auto"``
+        quietly puts what does not fit on the CPU) and fail or crawl later. Enters nothing.
+        """
+        if not self.active:
+            return None
+        real = _real_meta(model_id.removeprefix(TINY_PREFIX))
+        est = estimate_footprint(real, quantization, dtype)
+        parts = {"weights": est["weights"], "quant_constants": est["quant_constants"]}
+        return self._plan(_model_name(model_id, quantization, dtype), parts, device, "model")
+
+    def plan_training(self, model_id: str, quantization: str | None, dtype: torch.dtype, r: int,
+                      target_modules, batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                      optim: str = "adamw_torch", lora_dropout: bool = True) -> float | None:
+        """Check a LoRA training run *before* its model is loaded; return its real-scale bill in bytes.
+
+        The bill is ``lora_training_parts`` (weights as training holds them, adapter state, activations,
+        logits, CUDA context), checked beside what the ledger holds now, on a real GPU too (see
+        ``plan_load``). Enters nothing; None in the cpu profile.
+        """
+        if not self.active:
+            return None
+        real_id = model_id.removeprefix(TINY_PREFIX)
+        parts = lora_training_parts(_real_meta(real_id), quantization, dtype, r, target_modules, batch_size,
+                                    seq_len, gradient_checkpointing, optim, lora_dropout)
+        base = quantization or str(dtype).removeprefix("torch.")
+        name = (f"LoRA training of {real_id} ({base} base): batch {batch_size} x {seq_len} tokens, "
+                f"checkpointing {'on' if gradient_checkpointing else 'off'}, {optim}")
+        return self._plan(name, parts, "gpu", "plan")
+
+    def _plan(self, name: str, parts: dict[str, float], device: str, kind: str) -> float:
+        entry = Entry(name, device, parts, kind=kind)
+        self._check(entry, force=True)
+        return entry.nbytes
+
+    def prediction(self, model) -> float | None:
+        """Real-scale bytes entered for ``model`` and its training run, without the CUDA context.
+
+        The number to set beside ``torch.cuda.max_memory_allocated`` (which does not count the
+        context either). None when the ledger is off or holds no entry for the model.
+        """
+        base = _base(model)
+        key = self._models.get(id(base))
+        if not self.active or key not in self.entries:
+            return None
+        total = self.entries[key].nbytes
+        run = self.entries.get(self._training.get(id(base)))
+        if run is not None:
+            total += run.nbytes - run.parts.get("cuda_context", 0.0)
+        return total
+
     # --------------------------------------------------------------------- report
 
     def report(self) -> dict[str, float]:
@@ -301,7 +360,30 @@ def _real_trainable(model, real, model_id: str) -> int:
     return lora_param_count(real, targets, cfg.r)
 
 
+def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
+                        batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                        optim: str = "adamw_torch", lora_dropout: bool = True,
+                        kbit_upcast: bool = True) -> dict[str, float]:
+    """The real-scale bill of LoRA training on a base in ``quantization`` (None: unquantized ``dtype``).
+
+    ``real`` is the model's module tree (on the meta device). The weights are counted as training holds
+    them: with ``kbit_upcast`` the unquantized parts of a quantized base (norms, embeddings, head) in fp32,
+    as ``prepare_model_for_kbit_training`` leaves them; then the adapter's weights, gradients and
+    optimizer state, activations and logits (``memory.training_bill_parts``) and the CUDA context.
+    """
+    kept = torch.float32 if quantization and kbit_upcast else dtype
+    weights = estimate_footprint(real, quantization, kept)
+    trainable = lora_param_count(real, target_modules, r)
+    return {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
+            **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing, optim,
+                                  dtype, lora_dropout),
+            "cuda_context": CUDA_CONTEXT_BYTES}
+
+
 def _advice(entry: Entry) -> str:
+    if entry.kind == "plan":
+        return ("free the models you no longer need, load the base in fewer bits (int8, or NF4 as QLoRA "
+                "does), lower the batch size or the sequence length, or use a GPU with more memory.")
     if entry.kind == "training":
         return ("lower the batch size (raise gradient accumulation to keep the effective batch) or the "
                 "sequence length, turn gradient checkpointing on, or use an 8-bit/paged optimizer.")
@@ -362,6 +444,25 @@ def enter(name: str, nbytes: float, device: str = "gpu", owner=None) -> int | No
 def leave(key: int | None) -> None:
     """Remove an entry from the active ledger."""
     current().leave(key)
+
+
+def plan_load(model_id: str, quantization: str | None, dtype: torch.dtype,
+              device: str = "gpu") -> float | None:
+    """Check a model's weights before loading it, in the active ledger; see ``Ledger.plan_load``."""
+    return current().plan_load(model_id, quantization, dtype, device)
+
+
+def plan_training(model_id: str, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
+                  batch_size: int, seq_len: int, gradient_checkpointing: bool, optim: str = "adamw_torch",
+                  lora_dropout: bool = True) -> float | None:
+    """Check a LoRA training run before loading its model (active ledger); see ``Ledger.plan_training``."""
+    return current().plan_training(model_id, quantization, dtype, r, target_modules, batch_size, seq_len,
+                                   gradient_checkpointing, optim, lora_dropout)
+
+
+def prediction(model) -> float | None:
+    """Real-scale bytes the active ledger holds for ``model`` and its run; see ``Ledger.prediction``."""
+    return current().prediction(model)
 
 
 def report() -> dict[str, float]:

@@ -107,3 +107,24 @@ def shift_plot(before: tuple[float, float], after: Mapping[str, tuple[float, flo
     ax.legend()
     ax.grid(alpha=0.3)
     return fig
+
+
+def tradeoff(points: Mapping[str, Mapping[str, float]], xlabel: str, ylabel: str, title: str = "") -> Figure:
+    """Plot what each option costs (x) against how it scores (y), before and after training.
+
+    ``points`` maps a name to ``x``, ``before``, ``after`` and the ``low``/``high`` ends of an interval
+    around ``after``: a hollow marker before, a filled one after with its interval, an arrow between.
+    """
+    fig, ax = _figure((6.5, 4))
+    for k, (name, pt) in enumerate(points.items()):
+        color = f"C{k}"
+        ax.scatter([pt["x"]], [pt["before"]], facecolors="none", edgecolors=color, s=50)
+        ax.errorbar([pt["x"]], [pt["after"]], yerr=[[pt["after"] - pt["low"]], [pt["high"] - pt["after"]]],
+                    fmt="o", color=color, capsize=4, label=name)
+        ax.annotate("", xy=(pt["x"], pt["after"]), xytext=(pt["x"], pt["before"]),
+                    arrowprops={"arrowstyle": "->", "color": color, "alpha": 0.5})
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.margins(x=0.15, y=0.15)
+    ax.grid(alpha=0.3)
+    ax.legend(title="hollow: before training", fontsize="small")
+    return fig

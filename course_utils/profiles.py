@@ -51,6 +51,7 @@ class Profile:
     n_train: int = 64  # training examples
     n_eval: int = 16  # held-out examples
     max_steps: int = 20  # optimizer steps of one training run
+    compare_steps: int = 4  # optimizer steps of each arm of a side-by-side comparison (07: LoRA/int8/QLoRA)
     batch_size: int = 4
     grad_accum: int = 1
     max_new_tokens: int = 64
@@ -118,6 +119,7 @@ _GPU_PROFILES = {
         n_train=400,
         n_eval=64,
         max_steps=60,
+        compare_steps=8,
         batch_size=2,
         grad_accum=2,
         max_new_tokens=256,
@@ -135,6 +137,7 @@ _GPU_PROFILES = {
         n_train=600,
         n_eval=64,
         max_steps=50,
+        compare_steps=8,
         batch_size=4,
         grad_accum=2,
         max_new_tokens=256,
@@ -152,6 +155,7 @@ _GPU_PROFILES = {
         n_train=1000,
         n_eval=80,
         max_steps=30,  # 240 sequences, as the T4's 60 steps of 2 x 2: the same data in bigger batches
+        compare_steps=8,
         batch_size=8,
         grad_accum=1,
         max_new_tokens=256,
@@ -175,7 +179,7 @@ def rehearsal_of(gpu: Profile) -> Profile:
     return dataclasses.replace(
         gpu, name=f"{gpu.name}-rehearsal", target=gpu.name, rehearsal=True, device="cpu",
         description=f"Rehearsal of {gpu.name} on the CPU: {gpu.dtype_name}, same recipe, tiny random models",
-        models=models, n_train=16, n_eval=8, max_steps=3, max_new_tokens=16,
+        models=models, n_train=16, n_eval=8, max_steps=3, compare_steps=2, max_new_tokens=16,
         notes="Proves the GPU path runs and fits (memory ledger at real scale); its quality numbers "
               "come from random weights and mean nothing.")
 
@@ -191,6 +195,7 @@ PROFILES: dict[str, Profile] = {
         n_train=48,
         n_eval=12,
         max_steps=12,
+        compare_steps=4,
         batch_size=4,
         grad_accum=1,
         max_new_tokens=48,

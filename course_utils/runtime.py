@@ -21,8 +21,8 @@ from .downloads import CHECKPOINT_GB, nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
-LOAD_GB_S = 0.3  # first load of a checkpoint: read from the VM's disk and quantized, GB/s (an assumption)
-CACHED_LOAD_GB_S = 2.0  # a later load, when the checkpoint fits the host RAM's page cache (an assumption)
+LOAD_GB_S = 0.3  # a load that reads the checkpoint from the VM's disk and quantizes it, GB/s (assumed)
+CACHED_LOAD_GB_S = 2.0  # a load from the page cache, where the checkpoint fits the host RAM (an assumption)
 HOST_OVERHEAD_MIN = 1.0  # kernel start, imports, pip install of the course (minutes)
 
 GPU_SPECS = {  # datasheet dense 16-bit tensor TFLOPS and memory bandwidth GB/s
@@ -65,6 +65,13 @@ class Workload:
     processes: int | dict = 1  # processes that each load the model (10: one per GPU; a dict as for loads)
     train_sequences: int = 0  # sequences trained in all, when a notebook's runs ignore the profile's steps
     source: str = ""
+    # extra LoRA runs of `profile.compare_steps` steps, one per base format (07: None = 16-bit, int8, nf4),
+    # each scoring `n_eval` held-out sequences before and after; a 16-bit base whose weights alone exceed
+    # the GPU is skipped, as the notebook's ledger skips it
+    compare: tuple = ()
+    compare_batch: int = 2
+    compare_tokens_per_seq: int = 0
+    compare_heldout: int = 32  # held-out sequences each arm scores (at most the profile's n_eval)
 
     def n_loads(self, target: str) -> int:
         """Loads of the main model on ``target`` ("t4", "l4", "a100")."""
@@ -111,11 +118,14 @@ WORKLOADS = {
                               source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
                               "problems and accuracy by generation, before and after; reload"),
     "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.0, "chat", "3", 2,
-                               loads={"t4": 3, "default": 5}, score_sequences="n_eval",
+                               loads={"t4": 5, "default": 11}, score_sequences="n_eval",
                                score_tokens_per_seq=400, score_passes=2,
                                source="guanaco chats ≈ 400 tokens; interrupted at half and resumed "
                                "(max_steps in all); held-out loss before and after; NF4 and FP4 reloads; "
-                               "merge and its reload (not on a T4)"),
+                               "merge and its reload (not on a T4); then 16-bit/int8/NF4 arms on chats "
+                               "<= 256 tokens (≈ 150), each loaded and merged into the 16-bit weights "
+                               "where they fit (not on a T4)",
+                               compare=(None, "int8", "nf4"), compare_tokens_per_seq=150),
     "08_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
                                         "n_eval", 3, loads=2, score_sequences="n_eval",
                                         score_tokens_per_seq=300, score_passes=2,
@@ -133,11 +143,12 @@ WORKLOADS = {
 
 
 def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float) -> float:
-    """Seconds to load a checkpoint ``loads`` times: the first from disk, later ones from the page cache
-    when the checkpoint fits the host RAM (a Colab T4's 12.7 GB does not hold a 16 GB checkpoint)."""
-    cached = checkpoint_gb < host_ram_gb
-    return (checkpoint_gb / LOAD_GB_S
-            + (loads - 1) * checkpoint_gb / (CACHED_LOAD_GB_S if cached else LOAD_GB_S))
+    """Seconds to load a checkpoint ``loads`` times, just after downloading it.
+
+    Where the checkpoint fits the host RAM, the download leaves it in the page cache and every load
+    reads memory; a Colab T4's 12.7 GB does not hold a 16 GB checkpoint, so there each load reads the disk.
+    """
+    return loads * checkpoint_gb / (CACHED_LOAD_GB_S if checkpoint_gb < host_ram_gb else LOAD_GB_S)
 
 
 def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
@@ -160,6 +171,15 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         n = int(w.score_sequences) if n is None else n
         flops = 2 * MODEL_PARAMS_B[roles[0]] * 1e9 * n * w.score_tokens_per_seq * w.score_passes
         score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
+    for quant in w.compare:
+        params = MODEL_PARAMS_B[w.train_role] * 1e9
+        if quant is None and params * 2 > profile.gpu_memory_gb * 1e9:
+            continue
+        tokens = profile.compare_steps * w.compare_batch * profile.grad_accum * w.compare_tokens_per_seq
+        scored = 2 * min(w.compare_heldout, profile.n_eval) * w.compare_tokens_per_seq  # before and after
+        rate = gpu["peak_tflops"] * 1e12 * MFU[quant] * 60
+        train += 8 * tokens * params / rate
+        score += 2 * scored * params / rate
     gen = 0.0
     if w.gen_role:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
@@ -177,15 +197,17 @@ def assumptions() -> str:
     """The stated assumptions behind every predicted runtime, as one paragraph."""
     gpus = "; ".join(f"{g.upper()} {s['peak_tflops']:g} TFLOPS, {s['bandwidth_gbs']:g} GB/s"
                      for g, s in GPU_SPECS.items())
-    return (f"*Predictions* of `course_utils.runtime.predict_runtime`, not measurements: download at "
-            f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint from disk at {LOAD_GB_S:g} GB/s, and "
-            f"at {CACHED_LOAD_GB_S:g} GB/s from the page cache when it fits the host RAM (not a 16 GB "
-            f"checkpoint on a free T4's 12.7 GB); training 8 FLOPs per parameter per token (LoRA with "
-            f"gradient checkpointing) at {MFU[None]:.0%} of peak (16-bit), {MFU['nf4']:.0%} (NF4), "
-            f"{MFU['int8']:.0%} (int8) with stock PyTorch/bitsandbytes, held-out scoring 2 FLOPs per "
-            f"parameter per token at the same rates; generation bandwidth-bound at "
-            f"{DECODE_EFFICIENCY[None]:.0%}/{DECODE_EFFICIENCY['nf4']:.0%}/{DECODE_EFFICIENCY['int8']:.0%} "
-            f"(16-bit/NF4/int8) of memory bandwidth; {HOST_OVERHEAD_MIN:g} min start-up. Datasheets: {gpus}.")
+    decode = "/".join(f"{DECODE_EFFICIENCY[q]:.0%}" for q in (None, "nf4", "int8"))
+    return (
+        f"*Predictions* of `course_utils.runtime.predict_runtime`, not measurements: download at "
+        f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint at {CACHED_LOAD_GB_S:g} GB/s from the page "
+        f"cache where the download left it (it fits the host RAM), at {LOAD_GB_S:g} GB/s from disk where "
+        f"it does not (a 16 GB checkpoint on a free T4's 12.7 GB); training 8 FLOPs per parameter per "
+        f"token (LoRA with gradient checkpointing) at {MFU[None]:.0%} of peak (16-bit), "
+        f"{MFU['nf4']:.0%} (NF4), {MFU['int8']:.0%} (int8) with stock PyTorch/bitsandbytes, held-out "
+        f"scoring 2 FLOPs per parameter per token at the same rates; generation bandwidth-bound at "
+        f"{decode} (16-bit/NF4/int8) of memory bandwidth; {HOST_OVERHEAD_MIN:g} min start-up. "
+        f"Datasheets: {gpus}.")
 
 
 def runtime_table_markdown(notebook: str | None = None) -> str:

@@ -101,3 +101,30 @@ def test_completion_nll_is_the_training_loss_and_ignores_padding(chat_id):
     with torch.no_grad():
         loss = model(input_ids=ids, labels=labels).loss.item()
     assert abs(batched[0] - loss) < 1e-4 and model.training is False
+
+
+def test_completion_scores_accuracy_and_kept_logits_match_a_direct_pass(chat_id):
+    """Next-token accuracy is top-1 == reference over the completion's tokens; kept logits are those positions."""
+    import torch
+
+    from course_utils import load_model, load_tokenizer
+    from course_utils.evaluation import completion_nll, completion_scores
+    from course_utils.gsm8k import generate_problems, to_prompt_completion
+
+    model, tok = load_model(chat_id), load_tokenizer(chat_id)
+    records = [to_prompt_completion(r) for r in generate_problems(3, seed=2, split="test")]
+    scores = completion_scores(model, tok, records, batch_size=2, keep_logits=2)
+    assert len(scores["logits"]) == 2 and scores["nll"].shape == scores["accuracy"].shape == (3,)
+    torch.testing.assert_close(torch.tensor(scores["nll"]), torch.tensor(completion_nll(model, tok, records)),
+                               rtol=1e-4, atol=1e-4)
+    r = records[1]
+    n = len(tok.apply_chat_template(r["prompt"], add_generation_prompt=True, tokenize=True,
+                                    return_dict=True)["input_ids"])
+    ids = tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=True, return_dict=True,
+                                  return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, n - 1:-1]
+    target = ids[0, n:]
+    assert scores["tokens"][1] == len(target)
+    assert abs(scores["accuracy"][1] - (logits.argmax(-1) == target).float().mean().item()) < 1e-9
+    torch.testing.assert_close(scores["logits"][1], logits, rtol=1e-4, atol=1e-4)

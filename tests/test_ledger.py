@@ -105,3 +105,33 @@ def test_save_peak_writes_the_highest_total_per_device(tmp_path):
     ledger.save_peak(tmp_path / "peak.json")
     saved = json.loads((tmp_path / "peak.json").read_text())
     assert saved == {"profile": "t4-rehearsal", "target": "t4", "gpu": 5e9, "host": 2e9}
+
+
+def test_plans_check_before_loading_on_a_gpu_too():
+    """A plan raises where the bill would not fit, in a rehearsal and on the real GPU profile alike."""
+    targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    for name in ("t4-rehearsal", "t4"):
+        book = Ledger(PROFILES[name])
+        with pytest.raises(MemoryBudgetError, match="fewer bits"):  # 16-bit 8B: 16 GB of weights alone
+            book.plan_training(LLAMA, None, torch.float16, 16, targets, 2, 256, True, "paged_adamw_8bit")
+        with pytest.raises(MemoryBudgetError, match="GPU memory"):
+            book.plan_load(LLAMA, None, torch.float16)
+        nf4 = book.plan_training(LLAMA, "nf4", torch.float16, 16, targets, 2, 256, True, "paged_adamw_8bit")
+        int8 = book.plan_training(LLAMA, "int8", torch.float16, 16, targets, 2, 256, True, "paged_adamw_8bit")
+        assert nf4 < int8 < 14e9 and book.total("gpu") == 0  # plans enter nothing
+    assert Ledger(PROFILES["cpu"]).plan_load(LLAMA, None, torch.float32) is None
+
+
+def test_prediction_is_the_models_entry_plus_its_run_without_the_context():
+    from peft import LoraConfig, get_peft_model
+
+    from course_utils.memory import CUDA_CONTEXT_BYTES
+
+    book = Ledger(PROFILES["a100-rehearsal"])
+    model = get_peft_model(stand_in(), LoraConfig(r=16, target_modules=["q_proj", "v_proj"]))
+    assert book.prediction(model) is None
+    book.track_model(model.get_base_model(), TINY_PREFIX + LLAMA, None, torch.bfloat16)
+    weights = book.total("gpu")
+    assert book.prediction(model) == pytest.approx(weights)
+    book.training(model, batch_size=2, seq_len=256, gradient_checkpointing=True)
+    assert book.prediction(model) == pytest.approx(book.total("gpu") - CUDA_CONTEXT_BYTES)

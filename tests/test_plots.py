@@ -15,6 +15,7 @@ def test_plots_return_figures_and_leave_style_alone():
         plots.histogram([0.1, -0.2, 0.3], bins=3, levels=[0.0]),
         plots.line_plot({"s": ([1, 2], [3, 4])}, "x", "y", logy=True),
         plots.shift_plot((3.0, 4.0), {"after": (2.5, 4.1)}, "x", "y"),
+        plots.tradeoff({"a": {"x": 1.0, "before": 2.0, "after": 1.5, "low": 1.4, "high": 1.6}}, "MB", "NLL"),
     ]
     assert all(isinstance(f, Figure) for f in figs)
     assert dict(matplotlib.rcParams) == before
