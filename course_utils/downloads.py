@@ -76,14 +76,18 @@ def nf4_source(model_id: str) -> str:
     return NF4_CHECKPOINTS.get(real, model_id)
 
 
+def quantized_from(model_id: str) -> str | None:
+    """The full-weight model a pre-quantized NF4 checkpoint was made from (None for any other id)."""
+    return {nf4: full for full, nf4 in NF4_CHECKPOINTS.items()}.get(model_id)
+
+
 def original_of(model_id: str) -> str:
     """Return the gated original behind an ungated mirror (the id itself otherwise).
 
     The course's shipped configs and tokenizer data are filed under the original's name; a mirror
     with identical files uses them too.
     """
-    quantized_from = {nf4: full for full, nf4 in NF4_CHECKPOINTS.items()}
-    model_id = quantized_from.get(model_id, model_id)  # a pre-quantized copy: its source's config
+    model_id = quantized_from(model_id) or model_id  # a pre-quantized copy: its source's config
     return {mirror: orig for orig, mirror in UNGATED_MIRRORS.items()}.get(model_id, model_id)
 
 

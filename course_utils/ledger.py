@@ -325,7 +325,6 @@ class Ledger:
                   f"{fmt_bytes(self.peak['gpu'] - CUDA_CONTEXT_BYTES)} (both without the CUDA context)")
         return totals
 
-
     def save_peak(self, path) -> None:
         """Write this ledger's peaks (bytes per device) and profile to ``path`` as JSON.
 

@@ -187,13 +187,6 @@ def _build(real_id: str, dest: Path) -> None:
         "special tokens; stand-in weights, widths and BPE vocabulary. Not a trained model.\n")
 
 
-def _quantized_from(real_id: str) -> str | None:
-    """The full-weight model a pre-quantized NF4 checkpoint was made from (None for any other id)."""
-    from .downloads import NF4_CHECKPOINTS
-
-    return {nf4: full for full, nf4 in NF4_CHECKPOINTS.items()}.get(real_id)
-
-
 def _build_nf4(source: Path, dest: Path) -> None:
     """Serialize the tiny full-weight copy in NF4, as the real pre-quantized uploads are made.
 
@@ -235,7 +228,9 @@ def materialize_tiny(real_id: str) -> Path:
 
     real_id = real_id.removeprefix(TINY_PREFIX)
     tokenizer_data(real_id)  # fail early, with the list of known models
-    source = _quantized_from(real_id)
+    from .downloads import quantized_from
+
+    source = quantized_from(real_id)
     dest = course_cache_dir() / "tiny" / f"{_slug(real_id)}-{recipe_hash(real_id)}{'-nf4' if source else ''}"
     if (dest / "model.safetensors").exists() and (dest / "tokenizer_config.json").exists():
         return dest
