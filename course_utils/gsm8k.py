@@ -263,6 +263,26 @@ def to_prompt_completion(row: dict) -> dict:
     }
 
 
+def generation_budget(completion_lens, floor: int, cap: int | None = None) -> tuple[int, str]:
+    """``max_new_tokens`` for answering problems: room for the longest reference answer, within ``cap``.
+
+    The budget is the longest reference completion plus 8 tokens, rounded up to a multiple of 8, and
+    at least ``floor``. Greedy decoding runs a batch until its longest reply stops, so one long answer
+    costs every row of the batch that many decoding steps: ``cap`` (the cpu profile's) bounds that.
+    Returns the budget and a line saying what, if anything, was capped.
+    """
+    lens = [int(n) for n in completion_lens]
+    if not lens:
+        raise ValueError("generation_budget needs the token lengths of at least one reference completion")
+    need = max(int(floor), -(-(max(lens) + 8) // 8) * 8)
+    if cap is None or need <= cap:
+        return need, f"max_new_tokens = {need} (longest reference completion: {max(lens)} tokens; not capped)"
+    n_long = sum(n > cap for n in lens)
+    return cap, (f"max_new_tokens capped at {cap} (uncapped it would be {need}: longest reference completion "
+                 f"{max(lens)} tokens); {n_long} of {len(lens)} reference completions are longer than "
+                 "the cap, so an answer that long would be cut before its '#### N' line")
+
+
 def answer_problems(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 8,
                     desc: str = "generating") -> list[str]:
     """Answer questions greedily through the chat template, ``batch_size`` at a time, with a progress bar."""

@@ -11,6 +11,7 @@ from course_utils.gsm8k import (
     TEMPLATES,
     evaluate_expression,
     generate_problems,
+    generation_budget,
     load_gsm8k,
     split_answer,
     to_prompt_completion,
@@ -98,3 +99,19 @@ def test_procedure_correct_reads_the_last_annotation_not_the_models_arithmetic()
     assert not procedure_correct("<<315 x 7=2205>>", ref)  # not an expression the evaluator reads
     # Every generated problem's own answer passes: its last annotation computes the final answer.
     assert all(procedure_correct(r["answer"], r["answer"]) for r in generate_problems(60, seed=3))
+
+
+def test_generation_budget_caps_long_references():
+    # real GSM8K answers run to ~400 tokens: uncapped, every batch could decode that far on a CPU
+    long_refs = [90, 130, 412, 250, 161, 160]
+    budget, note = generation_budget(long_refs, floor=48, cap=160)
+    assert budget == 160
+    assert "capped at 160" in note and "uncapped it would be 424" in note and "3 of 6" in note
+    # without a cap (or with a roomy one) the budget covers the longest reference plus 8, in steps of 8
+    assert generation_budget(long_refs, floor=48) == (424, generation_budget(long_refs, floor=48, cap=424)[1])
+    assert generation_budget(long_refs, floor=48)[0] >= max(long_refs) + 8
+    assert generation_budget([10, 20], floor=48, cap=160) == (48, generation_budget([10, 20], floor=48)[1])
+    assert "not capped" in generation_budget([116], floor=48, cap=160)[1]
+    assert generation_budget([116], floor=48, cap=160)[0] == 128
+    with pytest.raises(ValueError, match="at least one"):
+        generation_budget([], floor=48, cap=160)
