@@ -86,6 +86,8 @@ if ON_KAGGLE:
     COURSE_DIR = "/kaggle/working/course"
 if "google.colab" in sys.modules or ON_KAGGLE:
     has_gpu = os.path.exists("/dev/nvidia0")
+    if has_gpu and "torch" not in sys.modules:  # read when torch starts: grow segments, fragment less
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     if not has_gpu:
         host, where = (("Kaggle", "Settings > Accelerator > GPU T4 x2") if ON_KAGGLE
                        else ("Colab", "Runtime > Change runtime type > T4 GPU"))
