@@ -32,7 +32,7 @@ PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: lab test test-cpu test-rehearsal rehearse peaks test-unit test-notebooks lint strip sync clean cache help
+.PHONY: lab test test-cpu test-rehearsal rehearse peaks test-unit test-notebooks lint strip sync clean cache gpu-check help
 
 help:
 	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
@@ -99,6 +99,12 @@ PROFILE ?= t4
 DEST ?= course-cache
 cache: $(STAMP)
 	$(PY) tools/stage_cache.py --profile $(PROFILE) --dest $(DEST)
+
+# On a CUDA box (no network needed; torch, transformers, peft, accelerate, bitsandbytes only):
+# measured GPU memory and speed beside the ledger's and runtime model's predictions. No venv needed.
+GPU_CHECK_OUT ?= gpu_check.json
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),python) tools/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

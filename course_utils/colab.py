@@ -12,7 +12,7 @@ from pathlib import Path
 from .downloads import NOTEBOOK_ROLES, describe_plan
 
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets")
-NO_GPU = "NO GPU (cpu profile; Runtime > Change runtime type > T4 GPU)"
+NO_GPU = "NO GPU (cpu profile; Colab: Runtime > Change runtime type > T4 GPU; Kaggle: Settings > Accelerator)"
 
 
 def summary_line(course: str, versions: dict[str, str], gpu: str | None, gpu_bytes: int,

@@ -87,6 +87,22 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
             ) from err
 
 
+def process_rank(environ: dict | None = None) -> tuple[int, int, int]:
+    """Return this process's ``(RANK, WORLD_SIZE, LOCAL_RANK)``; one plain process is ``(0, 1, 0)``.
+
+    With several processes (or ``--use_fsdp``) ``accelerate launch`` starts the script through
+    torch's elastic agent, which sets the three variables, ``MASTER_ADDR`` and ``MASTER_PORT``. With
+    one process it uses its simple launcher (a plain ``python script.py``), which sets none of them:
+    that process is rank 0 of 1, and it is given a local address and a free port (written into
+    ``environ``) so that it can still form a process group of one.
+    """
+    env = os.environ if environ is None else environ
+    if "WORLD_SIZE" not in env:
+        env.setdefault("MASTER_ADDR", "127.0.0.1")
+        env.setdefault("MASTER_PORT", str(free_port()))
+    return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+
+
 def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu: bool,
                        fsdp: bool = False, script_args: list[str] | tuple = ()) -> list[str]:
     """Build the ``accelerate launch`` command line; every option is written out, no config file.

@@ -43,6 +43,7 @@ How a notebook uses it::
 
 from __future__ import annotations
 
+import os
 import weakref
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -323,6 +324,11 @@ class Ledger:
             measured = torch.cuda.max_memory_allocated()
             print(f"  measured: torch.cuda.max_memory_allocated {fmt_bytes(measured)} vs predicted peak "
                   f"{fmt_bytes(self.peak['gpu'] - CUDA_CONTEXT_BYTES)} (both without the CUDA context)")
+            reserved = torch.cuda.max_memory_reserved()  # what the caching allocator took from the card
+            extra = fmt_bytes(reserved - measured)
+            print(f"  reserved by the allocator: peak {fmt_bytes(reserved)} ({extra} "
+                  f"cached or fragmented beyond the allocated peak; expandable_segments: "
+                  f"{'expandable_segments:True' in os.environ.get('PYTORCH_CUDA_ALLOC_CONF', '')})")
         return totals
 
     def save_peak(self, path) -> None:

@@ -128,3 +128,18 @@ def tradeoff(points: Mapping[str, Mapping[str, float]], xlabel: str, ylabel: str
     ax.grid(alpha=0.3)
     ax.legend(title="hollow: before training", fontsize="small")
     return fig
+
+
+def show_diagram(name: str, width: int = 800):
+    """Display one of the course's diagrams from images/ (drawn by tools/make_figures.py).
+
+    Found from the package's location, so it works from any working directory (JupyterLab, Colab).
+    """
+    from pathlib import Path
+
+    from IPython.display import Image, display
+
+    path = Path(__file__).resolve().parents[1] / "images" / name
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python tools/make_figures.py` in the course folder")
+    display(Image(filename=path, width=width))

@@ -151,6 +151,17 @@ def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float) -> float:
     return loads * checkpoint_gb / (CACHED_LOAD_GB_S if checkpoint_gb < host_ram_gb else LOAD_GB_S)
 
 
+def train_seconds(params: float, tokens: float, quant: str | None, target: str) -> float:
+    """Predicted seconds to train ``tokens`` tokens of LoRA (checkpointing) on ``params`` base parameters."""
+    return 8 * params * tokens / (GPU_SPECS[target]["peak_tflops"] * 1e12 * MFU[quant])
+
+
+def decode_step_seconds(params: float, quant: str | None, target: str) -> float:
+    """Predicted seconds of one batched decoding step (one read of the weights) of ``params`` parameters."""
+    bytes_per_param = {None: 2, "int8": 1, "nf4": 0.5}[quant]
+    return params * bytes_per_param / (GPU_SPECS[target]["bandwidth_gbs"] * 1e9 * DECODE_EFFICIENCY[quant])
+
+
 def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     """Return predicted minutes (download, loading, training, scoring, generation, overhead, total)."""
     w, gpu = WORKLOADS[notebook], GPU_SPECS[profile.target]
@@ -163,8 +174,8 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         sequences = w.train_sequences or (profile.max_steps * profile.batch_size * profile.grad_accum
                                           * w.train_epochs_of_profile_steps)
         tokens = sequences * w.train_tokens_per_seq
-        flops = 8 * MODEL_PARAMS_B[w.train_role] * 1e9 * tokens  # LoRA, checkpointing: 2+2 fwd, 4 bwd
-        train = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
+        # LoRA, checkpointing: 2+2 fwd, 4 bwd
+        train = train_seconds(MODEL_PARAMS_B[w.train_role] * 1e9, tokens, w.quant, profile.target) / 60
     score = 0.0
     if w.score_passes:
         n = {"n_eval": profile.n_eval, "heldout": max(100, profile.n_eval)}.get(w.score_sequences)
@@ -184,9 +195,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     if w.gen_role:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
         batches = -(-n // w.gen_batch)
-        bytes_per_param = {None: 2, "int8": 1, "nf4": 0.5}[w.quant]
-        step_s = (MODEL_PARAMS_B[w.gen_role] * 1e9 * bytes_per_param
-                  / (gpu["bandwidth_gbs"] * 1e9 * DECODE_EFFICIENCY[w.quant]))
+        step_s = decode_step_seconds(MODEL_PARAMS_B[w.gen_role] * 1e9, w.quant, profile.target)
         gen = w.gen_passes * batches * profile.max_new_tokens * step_s / 60
     total = download + loading + train + score + gen + HOST_OVERHEAD_MIN
     return {"download": download, "loading": loading, "training": train, "scoring": score,

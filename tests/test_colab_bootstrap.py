@@ -136,3 +136,28 @@ def test_bootstrap_is_silent_outside_colab(tmp_path):
     done = subprocess.run([sys.executable, "-c", sync_notebooks.bootstrap_source()], cwd=tmp_path,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_bootstrap_sets_up_the_course_on_kaggle(tmp_path):
+    """Kaggle sets KAGGLE_KERNEL_RUN_TYPE and has no google.colab: the cell must act there too.
+
+    The course is already installed here (a stamp and links into this checkout stand for a finished
+    first run), so the cell only puts it on sys.path, enters notebooks/ and prints its summary.
+    """
+    course = tmp_path / "kaggle" / "working" / "course"
+    (course / "notebooks").mkdir(parents=True)
+    (course / "course_utils").symlink_to(ROOT / "course_utils")
+    (course / ".installed").write_text("5\n")
+    src = sync_notebooks.bootstrap_source(notebook=LESSON.stem)
+    assert 'COURSE_DIR = "/kaggle/working/course"' in src
+    src = src.replace('"/kaggle/working/course"', f'"{course}"')
+    code = src + "\nimport course_utils\nprint('COURSE_UTILS', course_utils.__file__)\nprint('CWD', os.getcwd())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COURSE_", "PYTHON", "KAGGLE"))}
+    env.update(HF_HUB_OFFLINE="1", KAGGLE_KERNEL_RUN_TYPE="Interactive")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "WARNING: this Kaggle runtime has NO GPU" in done.stdout and "Settings > Accelerator" in done.stdout
+    assert f"COURSE_UTILS {course}/course_utils/__init__.py" in done.stdout
+    assert f"CWD {course}/notebooks" in done.stdout
+    assert re.search(r"^course \S+ \| torch .* \| profile cpu \| installed in 5 s$", done.stdout, re.M), done.stdout

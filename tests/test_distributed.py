@@ -11,6 +11,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from course_utils.distributed import (
+    SCRIPT,
     LaunchResult,
     accelerate_command,
     check_backend,
@@ -22,6 +23,7 @@ from course_utils.distributed import (
     max_rel_diff,
     pack_blocks,
     predicted_held_bytes,
+    process_rank,
     rank_slice,
     run_launch,
     train_steps,
@@ -155,3 +157,62 @@ def test_ddp_on_two_processes_reproduces_one_process(tmp_path):
     single, _ = train_steps(model, opt, blocks, steps=3, batch_size=4)
     assert len(curves) == 2 and curves[0] == curves[1]
     assert max_rel_diff(curves[0], single) < 1e-5 and single[-1] < single[0]
+
+
+def test_process_rank_defaults_to_one_process_with_a_port():
+    env = {}  # accelerate's simple launcher (one process) sets none of torchrun's variables
+    assert process_rank(env) == (0, 1, 0)
+    assert env["MASTER_ADDR"] == "127.0.0.1" and int(env["MASTER_PORT"]) > 0
+    torchrun = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_PORT": "29500"}
+    assert process_rank(torchrun) == (1, 2, 1) and torchrun["MASTER_PORT"] == "29500"
+
+
+@pytest.fixture(scope="module")
+def scale_out_run(tmp_path_factory):
+    """Lesson 10's run config for a tiny Llama saved as a local checkpoint, and its in-kernel curve."""
+    tmp = tmp_path_factory.mktemp("scale_out")
+    torch.manual_seed(123)
+    LlamaForCausalLM(LlamaConfig(**TINY)).save_pretrained(tmp / "tiny")
+    torch.manual_seed(0)
+    blocks = torch.randint(0, TINY["vocab_size"], (12, 8))
+    torch.save(blocks, tmp / "blocks.pt")
+    cfg = {"model_id": str(tmp / "tiny"), "dtype": "float32", "device": "cpu", "backend": "gloo",
+           "lora_r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "seed": 0,
+           "learning_rate": 1e-2, "steps": {"ddp": 3, "fsdp": 1}, "batch_size": 4, "probe_repeats": 1,
+           "n_probe": 2, "shard_layers": True, "reshard_after_forward": False,
+           "collective_timeout_s": 60, "data_path": str(tmp / "blocks.pt")}
+    from course_utils.distributed import lora_model
+
+    model = lora_model(cfg["model_id"], torch.float32, "cpu", 4, 8, cfg["target_modules"], 0)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg["learning_rate"])
+    single, _ = train_steps(model, opt, blocks, steps=3, batch_size=4)
+    return tmp, cfg, single
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_scale_out_script_runs_on_one_and_two_processes(scale_out_run, n):
+    """The notebook's own launch: one process (accelerate's simple launcher, no RANK) and two (DDP)."""
+    tmp, cfg, single = scale_out_run
+    cfg = {**cfg, "out_dir": str(tmp / f"n{n}")}
+    config = tmp / f"run{n}.json"
+    config.write_text(json.dumps(cfg))
+    cmd = accelerate_command(SCRIPT, n, free_port(), cpu=True,
+                             script_args=["--config", config, "--mode", "ddp", "--fail-rank", "1"])
+    assert ("--multi_gpu" in cmd) == (n > 1)
+    result = run_launch(cmd, timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    if n == 1:  # rank 1 does not exist: the run goes on, and says so
+        assert result.ok, explain_failure(result)
+        assert any("names no rank of 1" in line for line in result.lines), result.tail()
+        (rank0,) = [json.loads((tmp / "n1" / "ddp" / "rank0.json").read_text())]
+        assert rank0["world_size"] == 1 and rank0["launcher_env"]["MASTER_PORT"] is not None
+        assert max_rel_diff(rank0["losses"], single) < 1e-5
+        assert rank0["probe"]["agree_sync"] and rank0["probe"]["agree_no_sync"]  # one rank: nothing to differ
+    else:  # rank 1 raises after joining; the launcher stops rank 0 and names rank 1
+        assert not result.ok and not result.timed_out
+        assert explain_failure(result).startswith("rank(s) 1 exited"), explain_failure(result)
+        result = run_launch(cmd[:-2], timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        assert result.ok, explain_failure(result)
+        ranks = [json.loads((tmp / "n2" / "ddp" / f"rank{r}.json").read_text()) for r in range(2)]
+        assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["losses"] == ranks[1]["losses"]
+        assert max_rel_diff(ranks[0]["losses"], single) < 1e-5
+        assert ranks[0]["probe"]["agree_sync"] and not ranks[0]["probe"]["agree_no_sync"]

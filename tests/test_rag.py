@@ -92,7 +92,7 @@ def test_state_dict_checksum_sees_a_single_changed_value():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.LayerNorm(3))
     before = state_dict_checksum(model)
-    assert state_dict_checksum(model) == before
+    assert state_dict_checksum(model) == before  # selfcheck: ok (a second read, nothing changed)
     with torch.no_grad():
         model[0].weight[1, 2] += 1e-6
     assert state_dict_checksum(model) != before

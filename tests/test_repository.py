@@ -116,8 +116,10 @@ def test_home_check_fails_on_a_mismatch():
         HOME, "https://github.com/alice/lora-qlora-course")
     fork = sync_notebooks.repo_url(fork_pyproject)
     assert fork == "https://github.com/alice/lora-qlora-course"
+    # every mention of the home is caught: the Colab badges and the gpu-check one-liner's clone
+    assert README.count("colab.research.google.com/github/") >= 11
     assert sync_notebooks.home_mismatches(README, fork) == ["lora-course/lora-qlora-course"] * README.count(
-        "colab.research.google.com/github/")
+        "lora-course/lora-qlora-course")
     assert sync_notebooks.home_mismatches(sync_notebooks.bootstrap_source(fork), HOME) == [
         "alice/lora-qlora-course"]
     typo = README.replace(f"github/{sync_notebooks.home_slug(HOME)}/blob/main/notebooks/04",

@@ -49,7 +49,7 @@ def test_bad_inputs_and_mean():
 
 
 def test_check_claim_asserts_on_real_weights_only(capsys):
-    assert check_claim(PROFILES["cpu"], True, "loss went down")
+    assert check_claim(PROFILES["cpu"], True, "loss went down")  # selfcheck: ok (tests check_claim itself)
     with pytest.raises(AssertionError, match="loss went down"):
         check_claim(PROFILES["cpu"], False, "loss went down")
     assert check_claim(PROFILES["t4-rehearsal"], False, "accuracy rose") is False

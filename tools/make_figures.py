@@ -167,6 +167,122 @@ def llm_int8_decomposition() -> Figure:
     return fig
 
 
+@figure("04_lora_block.png")
+def lora_block() -> Figure:
+    """A LoRA layer: the frozen W beside the trainable low-rank path B A, scaled and added."""
+    fig, ax = _canvas((9.5, 4.6))
+    x_in = _box(ax, 1.0, 2.3, 1.3, 0.8, "input x\n(k features)", "white", 9)
+    w = _box(ax, 4.4, 3.55, 2.6, 1.0, "W  (d x k)\nfrozen, maybe int8/NF4", COLORS["root"], 9)
+    a = _box(ax, 3.5, 1.05, 1.7, 0.9, "A  (r x k)\nrandom init", COLORS["peft"], 9)
+    b = _box(ax, 5.6, 1.05, 1.7, 0.9, "B  (d x r)\nzero init", COLORS["peft"], 9)
+    scale = _box(ax, 7.3, 1.05, 1.0, 0.7, "x alpha/r", "white", 9)
+    plus = _box(ax, 7.3, 2.3, 0.6, 0.6, "+", "white", 14, "bold")
+    out = _box(ax, 8.8, 2.3, 1.0, 0.8, "output\n(d)", "white", 9)
+    _arrow(ax, x_in["right"], w["left"])
+    _arrow(ax, x_in["right"], a["left"])
+    _arrow(ax, a["right"], b["left"])
+    _arrow(ax, b["right"], scale["left"])
+    _arrow(ax, scale["top"], plus["bottom"])
+    _arrow(ax, w["right"], plus["top"])
+    _arrow(ax, plus["right"], out["left"])
+    ax.text(4.55, 0.2, "trainable: r (d + k) numbers instead of d k;  B = 0 at the start, so the layer "
+            "begins as W exactly", ha="center", fontsize=8.5)
+    ax.text(4.4, 4.35, "h = W x + (alpha / r) B A x", ha="center", fontsize=11, style="italic")
+    return fig
+
+
+def quant_levels() -> dict[str, list[float]]:
+    """The values each 4-bit format can store in a block whose absmax is 1, read back from the library.
+
+    NF4 and FP4: quantize a block that contains 1.0 and every value in [-1, 1] with bitsandbytes and
+    collect what dequantizes (the code books' distinct values); int4: absmax rounding to 7 steps a side.
+    """
+    import torch
+    from bitsandbytes import functional as bnbf
+
+    values = torch.linspace(-1, 1, 64 * 512)
+    block = values[torch.randperm(len(values), generator=torch.Generator().manual_seed(0))].reshape(-1, 64)
+    block[:, 0] = 1.0
+    levels = {}
+    for quant_type in ("nf4", "fp4"):
+        packed, state = bnbf.quantize_4bit(block.contiguous(), blocksize=64, quant_type=quant_type)
+        back = bnbf.dequantize_4bit(packed, state, quant_type=quant_type)
+        levels[quant_type.upper()] = sorted({round(v, 6) for v in back.flatten().tolist()})
+    levels["int4 (absmax)"] = sorted({round(v, 6) for v in (torch.round(values * 7) / 7).tolist()})
+    return levels
+
+
+@figure("05_quant_levels.png")
+def quant_level_lines() -> Figure:
+    """NF4, FP4 and absmax int4 on one number line: where each format puts its 16 codes."""
+    levels = quant_levels()
+    fig = Figure(figsize=(10, 3.4))
+    ax = fig.add_axes((0.13, 0.2, 0.84, 0.7))
+    colors = {"NF4": "#2e75b6", "FP4": "#c55a11", "int4 (absmax)": "#548235"}
+    for row, (name, vals) in enumerate(levels.items()):
+        y = len(levels) - 1 - row
+        ax.hlines(y, -1.05, 1.05, color="lightgray", linewidth=1)
+        ax.plot(vals, [y] * len(vals), "|", markersize=22, markeredgewidth=2, color=colors[name])
+        ax.text(1.08, y, f"{len(vals)} values", va="center", fontsize=9)
+    ax.set_yticks(range(len(levels)), list(levels)[::-1])
+    ax.set_xlim(-1.1, 1.3)
+    ax.set_ylim(-0.6, len(levels) - 0.4)
+    ax.set_xlabel("value / block absmax (read back from bitsandbytes' quantize_4bit for NF4 and FP4)")
+    ax.set_title("NF4 packs its codes near 0, where most weights are; int4 spaces them evenly; FP4 is "
+                 "roughly logarithmic (its two smallest codes sit at +-0.005)", fontsize=9.5)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
+def update_size_by_rank(ranks=(1, 2, 4, 8, 16, 32, 64, 128, 256), d=256, alpha=16.0, seeds=3):
+    """Size of the first AdamW step's update (scale * B A) of a LoRA layer, for alpha/r and alpha/sqrt(r).
+
+    A starts as peft initialises it (Kaiming uniform), B at zero; the loss is <G, delta W> for a fixed
+    random G, so every rank sees the same gradient for the full matrix. Returns {rule: [norm per rank]}.
+    """
+    import math
+
+    import torch
+
+    sizes = {"alpha/r": [], "alpha/sqrt(r)": []}
+    rules = (("alpha/r", lambda r: alpha / r), ("alpha/sqrt(r)", lambda r: alpha / math.sqrt(r)))
+    for rule, scale_of in rules:
+        for r in ranks:
+            total = 0.0
+            for seed in range(seeds):
+                gen = torch.Generator().manual_seed(seed)
+                grad_w = torch.randn(d, d, generator=gen)
+                a = torch.empty(r, d)
+                torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5), generator=gen)
+                a = torch.nn.Parameter(a)
+                b = torch.nn.Parameter(torch.zeros(d, r))
+                opt = torch.optim.AdamW([a, b], lr=1e-3, weight_decay=0.0)
+                (grad_w * (scale_of(r) * b @ a)).sum().backward()
+                opt.step()
+                total += (scale_of(r) * b @ a).norm().item()
+            sizes[rule].append(total / seeds)
+    return {"ranks": list(ranks), **sizes}
+
+
+@figure("04_update_size_by_rank.png")
+def update_size_plot() -> Figure:
+    """rsLoRA's point in one picture: the first update shrinks with r under alpha/r, not alpha/sqrt(r)."""
+    data = update_size_by_rank()
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_axes((0.15, 0.14, 0.81, 0.74))
+    for rule, style in (("alpha/r", "o-"), ("alpha/sqrt(r)", "s-")):
+        ax.plot(data["ranks"], data[rule], style, label=f"scale = {rule}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("|scale * B A| after one AdamW step")
+    ax.set_title("One AdamW step on a 256 x 256 LoRA layer (alpha = 16, same gradient)", fontsize=10)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
 def render(name: str, out_dir: Path = IMAGES, dpi: int = 120) -> Path:
     """Draw one registered figure into ``out_dir`` and return its path."""
     fig = FIGURES[name]()

@@ -67,24 +67,32 @@ def sync_badges(text: str, home: str) -> str:
 def bootstrap_source(home: str | None = None, notebook: str = "") -> str:
     """The first code cell of every notebook: restart-safe Colab install through the lock file.
 
-    On Colab the first run clones the course and installs requirements.txt through constraints.txt
+    On Colab, and on Kaggle (``KAGGLE_KERNEL_RUN_TYPE`` is set; the course goes to /kaggle/working),
+    the first run clones the course and installs requirements.txt through constraints.txt
     (the versions ``make test`` runs) with Colab's own torch pinned, so pip never replaces it; the
     cpu profile's model wheels only where there is no GPU. Every run, also after "Restart session",
     puts the course on ``sys.path``, enters ``notebooks/`` and prints one summary line, then what
     ``notebook`` will download on this runtime's profile (the only line that differs per notebook).
     """
-    return f'''# Colab bootstrap (same in every notebook): on Colab, installs the course once
+    return f'''# Colab bootstrap (same in every notebook): on Colab or Kaggle, installs the course once
 import os
 import subprocess
 import sys
 
 COURSE_REPO = "{home or repo_url()}"
 COURSE_DIR = "/content/course"
-if "google.colab" in sys.modules:
+ON_KAGGLE = "KAGGLE_KERNEL_RUN_TYPE" in os.environ  # set in every Kaggle notebook session
+if ON_KAGGLE:
+    COURSE_DIR = "/kaggle/working/course"
+if "google.colab" in sys.modules or ON_KAGGLE:
     has_gpu = os.path.exists("/dev/nvidia0")
+    if has_gpu and "torch" not in sys.modules:  # read when torch starts: grow segments, fragment less
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     if not has_gpu:
-        print("!" * 80, "WARNING: this Colab runtime has NO GPU. The notebook runs the small cpu profile.",
-              "For the real models: Runtime > Change runtime type > T4 GPU, then run again.",
+        host, where = (("Kaggle", "Settings > Accelerator > GPU T4 x2") if ON_KAGGLE
+                       else ("Colab", "Runtime > Change runtime type > T4 GPU"))
+        print("!" * 80, f"WARNING: this {{host}} runtime has NO GPU. The notebook runs the cpu profile.",
+              f"For the real models: {{where}}, then run again.",
               "!" * 80, sep="\\n")
     if not os.path.exists(f"{{COURSE_DIR}}/.installed"):  # the first run on this VM
         import importlib.metadata
@@ -92,7 +100,9 @@ if "google.colab" in sys.modules:
 
         start = time.time()
         if not os.path.isdir(COURSE_DIR):
-            subprocess.run(["git", "clone", "-q", "--depth=1", COURSE_REPO, COURSE_DIR], check=True)
+            if subprocess.run(["git", "clone", "-q", "--depth=1", COURSE_REPO, COURSE_DIR]).returncode:
+                raise RuntimeError(f"cloning {{COURSE_REPO}} failed: is the internet on? (Kaggle: Settings > "
+                                   "Internet > on; it is off by default)")
         with open(f"{{COURSE_DIR}}/.colab-torch.txt", "w") as f:  # keep Colab's CUDA torch as it is
             f.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
         pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
@@ -111,7 +121,8 @@ if "google.colab" in sys.modules:
         stale = [name for name, v in loaded.items() if v and v != importlib.metadata.version(name)]
         if stale:  # this session imported the old versions: only a restart loads the new ones
             raise RuntimeError(f"Updated {{', '.join(stale)}}, which this session had already imported. "
-                               "Runtime > Restart session, then run the notebook from the top.")
+                               "Restart the session (Colab: Runtime > Restart session; Kaggle: Run > "
+                               "Restart & clear cell outputs), then run the notebook from the top.")
     if COURSE_DIR not in sys.path:  # set on every run: a restart forgets sys.path and the directory
         sys.path.insert(0, COURSE_DIR)
     os.chdir(f"{{COURSE_DIR}}/notebooks")

@@ -2,9 +2,12 @@
 
     accelerate launch --num_processes 2 --cpu --multi_gpu scale_out_train.py --config run.json --mode ddp
 
-The launcher sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in each process's
-environment; this script joins the process group, loads the model and the LoRA adapter from the
-config file the notebook wrote, wraps the model for ``--mode ddp`` (a full replica per process,
+With several processes the launcher sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+in each process's environment; with one (a single GPU, ``--num_processes 1``) it starts the script
+plainly and sets none of them, and the script runs as rank 0 of a group of one
+(``course_utils.distributed.process_rank``). The script joins the process group, loads the model
+and the LoRA adapter from the config file the notebook wrote, wraps the model for
+``--mode ddp`` (a full replica per process,
 gradients all-reduced) or ``--mode fsdp`` (FSDP2 ``fully_shard``: every parameter split across the
 processes), trains, and writes what each rank measured to ``<out>/rank<r>.json``. The fsdp run also
 gathers the LoRA weights once onto rank 0 and saves them as an adapter, with the logits of a probe
@@ -24,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from course_utils.distributed import held_bytes, lora_loss, lora_model, rank_slice, train_steps
+from course_utils.distributed import held_bytes, lora_loss, lora_model, process_rank, rank_slice, train_steps
 
 
 def log(rank: int, text: str) -> None:
@@ -120,13 +123,15 @@ def main(argv=None) -> None:
     out_dir = Path(cfg["out_dir"]) / args.mode
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    rank, world, local_rank = (int(os.environ[k]) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    rank, world, local_rank = process_rank()  # (0, 1, 0) under accelerate's one-process launcher
     device = torch.device(f"cuda:{local_rank}" if cfg["device"] == "cuda" else "cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(seconds=cfg["collective_timeout_s"])
-    dist.init_process_group(cfg["backend"], timeout=timeout)
+    dist.init_process_group(cfg["backend"], timeout=timeout, rank=rank, world_size=world)
     log(rank, f"joined: world size {dist.get_world_size()}, backend {dist.get_backend()}, device {device}")
+    if args.fail_rank >= world:
+        log(rank, f"--fail-rank {args.fail_rank} names no rank of {world}: nothing fails on purpose")
     if rank == args.fail_rank:
         raise RuntimeError(f"rank {rank} fails on purpose (--fail-rank), before the first collective")
     dist.barrier()

@@ -1,0 +1,75 @@
+"""tools/gpu_check.py in its CPU mode: tiny configs, the T4 rows, its own plumbing (~15 s)."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: run `make gpu-check` for the real check")
+    gc = _load()
+    out = tmp_path_factory.mktemp("gpu_check") / "result.json"
+    result = gc.run(["t4"], out)
+    return gc, result, out
+
+
+def test_rows_filled_and_json_valid(cpu_run):
+    gc, result, out = cpu_run
+    data = json.loads(out.read_text())
+    assert data["tiny"] and data["device"] == "cpu" and data["gpu"] is None
+    expected = len(gc.LOAD_ROWS) + len(gc.TRAIN_ROWS) + len(gc.GEN_ROWS)
+    assert len(data["rows"]) == expected
+    for row in data["rows"]:
+        assert row["status"] == "ok", row
+        assert row["profile"] == "t4" and row["notebook"] in gc.runtime.WORKLOADS
+        assert row["pred_bytes"] > 0 and row["allocated"] > 0
+        assert math.isfinite(row["mem_ratio"]) and row["mem_ratio"] > 0
+        if row["kind"] != "load":
+            assert row["seconds"] > 0 and row["pred_seconds"] > 0 and math.isfinite(row["time_ratio"])
+    # the 16-bit load holds more than the int8 one, which holds more than NF4 (measured, not predicted)
+    loads = {r["quant"]: r["allocated"] for r in data["rows"] if r["kind"] == "load"}
+    assert loads[None] > loads["int8"] and loads[None] > loads["nf4"]
+    assert all(c["ok"] for c in data["checks"]), data["checks"]
+
+
+def test_predictions_are_the_course_functions(cpu_run):
+    gc, result, _ = cpu_run
+    row = next(r for r in result["rows"] if r["notebook"] == "07_qlora_llama" and r["kind"] == "train")
+    config = gc.real_config("chat", tiny=True)
+    parts = gc.lora_training_parts(gc.memory.meta_model(config), "nf4", torch.float16, 16, gc.ALL_LINEAR,
+                                   row["batch"], row["seq"], True, "paged_adamw_8bit")
+    assert row["pred_bytes"] == pytest.approx(sum(parts.values()) - parts["cuda_context"])
+
+
+def test_real_scale_rows_skip_what_the_recipe_does_not_hold():
+    gc = _load()
+    row = next(r for r in gc.plan(["t4"], tiny=False) if r["kind"] == "load" and r["quant"] is None)
+    out = gc.run_row(row, "cpu", tiny=False, capacity=1e15)  # skipped before anything is built
+    assert out["status"] == "skipped" and "t4 recipe" in out["reason"] and out["pred_bytes"] > 14e9
+
+
+def test_write_puts_the_measured_block_in_the_guide(cpu_run, tmp_path):
+    gc, result, out = cpu_run
+    guide = tmp_path / "GUIDE.md"
+    guide.write_text("# Guide\n\ntext\n")
+    gc.write_guide(out, guide)
+    gc.write_guide(out, guide)  # idempotent: one block, replaced
+    text = guide.read_text()
+    assert text.count(gc.START) == 1 and text.count(gc.END) == 1
+    assert f"Measured on CPU (tiny configs; not GPU figures), {result['date']}" in text
+    assert "| t4 | 07 | train nf4" in text
