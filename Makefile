@@ -95,10 +95,12 @@ sync: $(STAMP)
 	$(PY) tools/sync_notebooks.py
 
 # Classroom pre-staging (needs internet): make cache PROFILE=t4 DEST=/srv/course-cache
+# make cache GPU_CHECK=1 DEST=dir stages only what make gpu-check needs on an offline GPU box.
 PROFILE ?= t4
 DEST ?= course-cache
+GPU_CHECK ?=
 cache: $(STAMP)
-	$(PY) tools/stage_cache.py --profile $(PROFILE) --dest $(DEST)
+	$(PY) tools/stage_cache.py --profile $(PROFILE) --dest $(DEST) $(if $(GPU_CHECK),--gpu-check)
 
 # On a CUDA box (no network needed; torch, transformers, peft, accelerate, bitsandbytes only):
 # measured GPU memory and speed beside the ledger's and runtime model's predictions. No venv needed.

@@ -67,9 +67,41 @@ def test_write_puts_the_measured_block_in_the_guide(cpu_run, tmp_path):
     gc, result, out = cpu_run
     guide = tmp_path / "GUIDE.md"
     guide.write_text("# Guide\n\ntext\n")
-    gc.write_guide(out, guide)
-    gc.write_guide(out, guide)  # idempotent: one block, replaced
+    gc.write_guide(out, guide, allow_cpu=True)
+    gc.write_guide(out, guide, allow_cpu=True)  # idempotent: one block, replaced
     text = guide.read_text()
     assert text.count(gc.START) == 1 and text.count(gc.END) == 1
     assert f"Measured on CPU (tiny configs; not GPU figures), {result['date']}" in text
     assert "| t4 | 07 | train nf4" in text
+
+
+def test_write_refuses_the_cpu_modes_figures(cpu_run, tmp_path):
+    gc, _, out = cpu_run
+    guide = tmp_path / "GUIDE.md"
+    guide.write_text("# Guide\n")
+    with pytest.raises(SystemExit, match="not a GPU's"):
+        gc.write_guide(out, guide)
+    with pytest.raises(SystemExit, match="not a GPU's"):
+        gc.main(["--write", str(out)])
+    assert guide.read_text() == "# Guide\n"
+
+
+def test_write_puts_each_notebooks_rows_in_its_header(cpu_run, tmp_path):
+    gc, result, out = cpu_run
+    for name in ("07_qlora_llama.ipynb", "04_lora_math.ipynb"):
+        (tmp_path / name).write_text((ROOT / "notebooks" / name).read_text(encoding="utf-8"), encoding="utf-8")
+    assert gc.write_headers(out, tmp_path, allow_cpu=True) == ["07_qlora_llama.ipynb"]  # 04 is not measured
+    gc.write_headers(out, tmp_path, allow_cpu=True)  # idempotent
+    nb = json.loads((tmp_path / "07_qlora_llama.ipynb").read_text(encoding="utf-8"))
+    header = "".join(nb["cells"][0]["source"])
+    assert header.count(gc.START) == 1 and header.count(gc.END) == 1
+    original = json.loads((ROOT / "notebooks" / "07_qlora_llama.ipynb").read_text(encoding="utf-8"))
+    assert header.startswith("".join(original["cells"][0]["source"]).rstrip("\n"))  # the rest is kept
+    assert nb["cells"][1:] == original["cells"][1:]
+    rows = [r for r in result["rows"] if r["notebook"] == "07_qlora_llama"]
+    train = next(r for r in rows if r["kind"] == "train")
+    block = header.split(gc.START)[1]
+    assert len([line for line in block.splitlines() if line.startswith("| t4 |")]) == len(rows)
+    assert f"| {gc._gb(train['pred_bytes'])} | {gc._gb(train['allocated'])} |" in block
+    assert (tmp_path / "04_lora_math.ipynb").read_text(encoding="utf-8") == \
+        (ROOT / "notebooks" / "04_lora_math.ipynb").read_text(encoding="utf-8")

@@ -1,7 +1,9 @@
-"""The classroom cache tool, tested offline on a simulated staged directory."""
+"""The classroom cache tool, tested offline on a simulated staged directory (and one real wheel download)."""
 
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import stage_cache  # noqa: E402
@@ -50,3 +52,25 @@ def test_unstaged_directory_is_reported(tmp_path):
 def test_cpu_profile_needs_no_download(tmp_path, capsys):
     assert stage_cache.main(["--profile", "cpu", "--dest", str(tmp_path)]) == 0
     assert "needs nothing from the Hub" in capsys.readouterr().out
+
+
+def test_gpu_check_stages_the_bitsandbytes_the_course_runs(tmp_path):
+    from importlib.metadata import version
+
+    cmd = stage_cache.gpu_check_download(tmp_path)
+    assert f"bitsandbytes=={version('bitsandbytes')}" in cmd  # the version this venv was built with
+    assert "--no-deps" in cmd and "--only-binary=:all:" in cmd  # never a source build, never a torch
+
+
+def test_gpu_check_wheel_downloads_for_a_linux_gpu_box(tmp_path, capsys):
+    """The real download (43 MB, from pip's cache after the first run): the platform tags find the wheel."""
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        pytest.skip("PyPI is unreachable from here: staging needs the internet")
+    assert stage_cache.main(["--gpu-check", "--dest", str(tmp_path)]) == 0
+    wheels = [w.name for w in (tmp_path / "wheels").glob("*.whl")]
+    assert len(wheels) == 1 and wheels[0].startswith("bitsandbytes-0.50") and "manylinux" in wheels[0]
+    assert "pip install --no-index --find-links" in capsys.readouterr().out

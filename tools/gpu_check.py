@@ -24,7 +24,11 @@ the CPU process's (peak live CPU tensors by ``memory.measure_peak``), not a GPU'
 
     python tools/gpu_check.py --out gpu_check.json           # all profiles that fit
     python tools/gpu_check.py --profiles t4                  # the T4 rows only
-    python tools/gpu_check.py --write gpu_check.json         # measured figures into the guide
+    python tools/gpu_check.py --write gpu_check.json         # measured figures into the guide and headers
+
+``--write`` puts a "Measured on <GPU>, <date>" table into docs/INSTRUCTOR_GUIDE.md and into the header
+of each notebook it measured (between ``<!-- gpu-check:start -->`` and ``<!-- gpu-check:end -->``),
+replacing an earlier measurement; the CPU mode's plumbing figures are refused there.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from course_utils.ledger import lora_training_parts  # noqa: E402
 from course_utils.profiles import PROFILES  # noqa: E402
 
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
+NOTEBOOKS = ROOT / "notebooks"
 START, END = "<!-- gpu-check:start -->", "<!-- gpu-check:end -->"
 GPU_PROFILES = ("t4", "l4", "a100")
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -476,16 +481,61 @@ def guide_block(result: dict) -> str:
             f"{table(result)}")
 
 
-def write_guide(result_path: Path, guide: Path = GUIDE) -> None:
-    result = json.loads(Path(result_path).read_text())
-    text = guide.read_text()
-    body = f"{START}\n{guide_block(result)}\n{END}"
+def with_block(text: str, body: str) -> str:
+    """Replace the text between the gpu-check markers by ``body`` (appending the markers if missing)."""
+    block = f"{START}\n{body}\n{END}"
     if START in text:
-        text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: body, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body + "\n"
-    guide.write_text(text)
+        return re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def _measured(result: dict, allow_cpu: bool) -> dict:
+    if result["tiny"] and not allow_cpu:
+        raise SystemExit("this JSON comes from the CPU mode (tiny configs): its figures are not a GPU's, "
+                         "so they go into no header or guide. Run `make gpu-check` on a CUDA machine.")
+    return result
+
+
+def write_guide(result_path: Path, guide: Path = GUIDE, allow_cpu: bool = False) -> None:
+    result = _measured(json.loads(Path(result_path).read_text()), allow_cpu)
+    guide.write_text(with_block(guide.read_text(), guide_block(result)))
     print(f"wrote the measured figures of {result_path} into {guide}")
+
+
+def header_block(result: dict, notebook: str) -> str | None:
+    """A notebook header's measured rows (None when gpu-check measured nothing of it)."""
+    rows = [r for r in result["rows"] if r["notebook"] == notebook and r["status"] == "ok"]
+    if not rows:
+        return None
+    where = result["gpu"] or "CPU (tiny configs; not GPU figures)"
+    lines = [f"*Measured on {where}, {result['date']}* (`make gpu-check`, random weights of the real "
+             f"architecture): these rows replace the predictions above.", "",
+             "| profile | workload | predicted GB | measured GB (allocated) | predicted s | measured s |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        shape = {"train": f" b{r.get('batch')}x{r.get('seq')}", "generate": f" b{r.get('batch')}"}
+        what = f"{r['kind']} {r['quant'] or r['dtype']}" + shape.get(r["kind"], "")
+        unit = f" {r['pred_unit']}" if r["pred_unit"] else ""
+        lines.append(f"| {r['profile']} | {what} | {_gb(r['pred_bytes'])} | {_gb(r['allocated'])} | "
+                     f"{_s(r['pred_seconds'])}{unit} | {_s(r['seconds'])} |")
+    return "\n".join(lines)
+
+
+def write_headers(result_path: Path, notebooks: Path = NOTEBOOKS, allow_cpu: bool = False) -> list[str]:
+    """Write each measured notebook's rows into its header (first markdown cell); returns their names."""
+    result = _measured(json.loads(Path(result_path).read_text()), allow_cpu)
+    written = []
+    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+        body = header_block(result, path.stem)
+        if body is None:
+            continue
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        text = with_block("".join(nb["cells"][0]["source"]), body)
+        nb["cells"][0]["source"] = text.splitlines(keepends=True)
+        path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(path.name)
+    print(f"wrote the measured rows of {result_path} into {', '.join(written) or 'no notebook'}")
+    return written
 
 
 def main(argv=None) -> int:
@@ -493,10 +543,11 @@ def main(argv=None) -> int:
     ap.add_argument("--profiles", nargs="+", default=list(GPU_PROFILES), choices=GPU_PROFILES)
     ap.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     ap.add_argument("--write", type=Path, default=None, metavar="JSON",
-                    help="write the measured figures of a gpu-check JSON into docs/INSTRUCTOR_GUIDE.md")
+                    help="write the measured figures of a gpu-check JSON into the guide and the headers")
     args = ap.parse_args(argv)
     if args.write:
         write_guide(args.write)
+        write_headers(args.write)
         return 0
     result = run(args.profiles, args.out)
     failed = [c["check"] for c in result["checks"] if not c["ok"]]

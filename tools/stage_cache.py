@@ -10,6 +10,17 @@ The directory gets the Hugging Face cache layout under ``hf/`` and the ``COURSE_
 under ``data/``, plus ``MANIFEST.sha256``. Learners' machines then run the notebooks offline with
 
     export HF_HOME=/srv/course-cache/hf COURSE_DATA_DIR=/srv/course-cache/data HF_HUB_OFFLINE=1
+
+``make gpu-check`` needs no model and no data (it builds the real architectures from the configs the
+course ships), only torch, transformers, peft, accelerate and bitsandbytes. A CUDA image for LLM work
+usually has the first four (with a CUDA build of torch, which must not be replaced), rarely
+bitsandbytes; ``--gpu-check`` stages that wheel, at the version the course is tested with, for an
+offline GPU box (its other dependencies, numpy and packaging, are on every such image):
+
+    python tools/stage_cache.py --gpu-check --dest /srv/course-cache   # wheels/bitsandbytes-*.whl
+    # on the GPU box, with a copy of this repository:
+    pip install --no-index --find-links /srv/course-cache/wheels bitsandbytes
+    python tools/gpu_check.py --out gpu_check.json
 """
 
 from __future__ import annotations
@@ -32,6 +43,13 @@ DATASETS = {
     "huanhuan.json": {"url": "https://raw.githubusercontent.com/datawhalechina/self-llm/master/dataset/huanhuan.json"},
 }
 MANIFEST = "MANIFEST.sha256"
+# What gpu-check needs that a CUDA image for LLM work rarely has (it has torch, transformers, peft,
+# accelerate).
+GPU_CHECK_PACKAGES = ("bitsandbytes",)
+# The GPU boxes the course meets (Colab, Kaggle, cloud images): Linux x86-64 with glibc >= 2.28. pip takes
+# --platform tags literally, so the older manylinux tags a wheel may carry (bitsandbytes: 2_24) are listed.
+GPU_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+                 "manylinux2014_x86_64")
 # Files a model repo may hold that the course never loads (original checkpoints, GGUF copies).
 IGNORE = ["*.pth", "original/*", "*.gguf"]
 
@@ -49,6 +67,45 @@ def plan(profile_name: str) -> dict:
     models["chat_nf4"] = nf4_source(models["chat"])  # the NF4-only lessons' pre-quantized checkpoint
     hub_models = sorted({m for m in models.values() if not m.startswith("course:")})
     return {"models": hub_models, "data": sorted(DATASETS) if hub_models else []}
+
+
+def pinned(packages, constraints: Path = ROOT / "constraints.txt") -> list[str]:
+    """``name==version`` for each package, at the version constraints.txt pins."""
+    pins = {}
+    for line in constraints.read_text().splitlines():
+        name, sep, version = line.split("#")[0].strip().partition("==")
+        if sep:
+            pins[name.lower()] = version.strip()
+    missing = [p for p in packages if p not in pins]
+    if missing:
+        raise SystemExit(f"constraints.txt pins no version of {', '.join(missing)}")
+    return [f"{p}=={pins[p]}" for p in packages]
+
+
+def gpu_check_download(dest: Path, python_version: str = "3.12") -> list[str]:
+    """The pip command that stages gpu-check's wheel (no dependencies: the image has torch and numpy)."""
+    return [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps",
+            "--only-binary=:all:", *[a for tag in GPU_PLATFORMS for a in ("--platform", tag)],
+            "--python-version", python_version,
+            "--dest", str(dest / "wheels"), *pinned(GPU_CHECK_PACKAGES)]
+
+
+def stage_gpu_check(dest: Path, python_version: str) -> int:
+    import subprocess
+
+    cmd = gpu_check_download(dest, python_version)
+    print("staging make gpu-check's wheels:\n  " + " ".join(cmd[1:]))
+    if subprocess.run(cmd, check=False).returncode:
+        print("pip could not download them: this step needs PyPI (run it where the internet is)")
+        return 1
+    wheels = sorted((dest / "wheels").glob("*.whl"))
+    for w in wheels:
+        print(f"  {w.name:70s} {w.stat().st_size / 1e6:6.1f} MB")
+    print(f"\non the GPU box (python {python_version}, with torch, transformers, peft, accelerate and a copy "
+          f"of this repository):\n"
+          f"  pip install --no-index --find-links {dest / 'wheels'} {' '.join(GPU_CHECK_PACKAGES)}\n"
+          f"  python tools/gpu_check.py --out gpu_check.json")
+    return 0
 
 
 def sha256(path: Path) -> str:
@@ -135,8 +192,13 @@ def main(argv=None) -> int:
     ap.add_argument("--dest", type=Path, required=True, help="directory to stage into")
     ap.add_argument("--yes", action="store_true", help="download without asking")
     ap.add_argument("--verify", action="store_true", help="only check the staged files' checksums")
+    ap.add_argument("--gpu-check", action="store_true",
+                    help="stage the wheels make gpu-check needs on an offline GPU box (no models)")
+    ap.add_argument("--python-version", default="3.12", help="the GPU box's Python (for --gpu-check)")
     args = ap.parse_args(argv)
     dest = args.dest.expanduser().resolve()
+    if args.gpu_check:
+        return stage_gpu_check(dest, args.python_version)
     if args.verify:
         problems = verify(dest)
         print("\n".join(problems) if problems else f"{dest}: every file matches {MANIFEST}")
