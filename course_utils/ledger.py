@@ -135,6 +135,7 @@ class Ledger:
         self._models: dict[int, int] = {}  # id(base model) -> entry key
         self._training: dict[int, int] = {}  # id(base model) -> training entry key
         self._next = 0
+        self.loads: dict[str, int] = {}  # real model id -> load_model calls (the runtime model counts them)
 
     def budget(self, device: str) -> float:
         """The profile's budget in bytes for ``device`` ("gpu" or "host")."""
@@ -342,7 +343,7 @@ class Ledger:
         from pathlib import Path
 
         Path(path).write_text(json.dumps({"profile": self.profile.name, "target": self.profile.target,
-                                          **{d: self.peak[d] for d in DEVICES}}) + "\n")
+                                          **{d: self.peak[d] for d in DEVICES}, "loads": self.loads}) + "\n")
 
 
 def _model_name(model_id: str, quantization: str | None, dtype: torch.dtype) -> str:
@@ -423,6 +424,8 @@ def track_loaded(model, model_id: str, quantization_config, dtype: torch.dtype, 
     ledger = current()
     if not ledger.active:
         return None
+    real_id = model_id.removeprefix(TINY_PREFIX)
+    ledger.loads[real_id] = ledger.loads.get(real_id, 0) + 1
     kind, double_quant = None, True
     if quantization_config is not None:
         if quantization_config.load_in_8bit:

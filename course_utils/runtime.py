@@ -1,16 +1,19 @@
 """Runtime model: one function predicts each notebook's wall time on a GPU profile, with its assumptions.
 
 predicted minutes = download (model bytes / bandwidth)
-                  + loading (checkpoint bytes read from disk per load x loads / disk bandwidth)
+                  + loading (checkpoint bytes read per load x loads / disk or page-cache bandwidth,
+                             + 16-bit bytes quantized per load / quantization rate, for int8/NF4 loads)
                   + training (FLOPs per token x tokens / achievable throughput)
                   + scoring (held-out forward passes: 2 FLOPs per parameter per token / throughput)
-                  + generation (generated tokens x weight bytes read per decoding step / memory bandwidth)
+                  + generation (decoding steps x weight bytes read per step / memory bandwidth; a batch
+                                runs to its token budget: one long answer keeps every row decoding)
 
 Throughputs are for stock PyTorch + bitsandbytes (no fused or Unsloth kernels): a stated fraction of
 each GPU's datasheet peak, and lower still for int8/NF4 matmuls, which dequantize on the fly. They are
 predictions, printed as such, until a real GPU run measures them. ``WORKLOADS`` is the one table of
 what each notebook does (models downloaded, sequences trained, tokens generated); the notebook
-header tables and the instructor guide are generated from it by ``tools/runtime_table.py``.
+header tables and the instructor guide are generated from it by ``tools/runtime_table.py``. Its load
+counts are checked against the loads the T4 and A100 rehearsals make (``make test``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from .downloads import CHECKPOINT_GB, nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
-LOAD_GB_S = 0.3  # a load that reads the checkpoint from the VM's disk and quantizes it, GB/s (assumed)
+LOAD_GB_S = 0.3  # a load that reads the checkpoint from the VM's disk, GB/s (assumed)
 CACHED_LOAD_GB_S = 2.0  # a load from the page cache, where the checkpoint fits the host RAM (an assumption)
+# GB of 16-bit weights bitsandbytes quantizes per second while loading (assumed; gpu-check times it)
+QUANTIZE_GB_S = 4.0
 HOST_OVERHEAD_MIN = 1.0  # kernel start, imports, pip install of the course (minutes)
 
 GPU_SPECS = {  # datasheet dense 16-bit tensor TFLOPS and memory bandwidth GB/s
@@ -58,6 +63,9 @@ class Workload:
     gen_sequences: str = "n_eval"  # "n_eval" or a number
     gen_passes: int = 0  # generation passes over gen_sequences (before / after training, ...)
     gen_batch: int = 16  # prompts generated together (one weight read per decoding step for the batch)
+    # the token budget every batch runs to: the profile's max_new_tokens, or "max_seq_len" where the
+    # notebook sizes it from the data up to the profile's cap (06: the longest reference answer)
+    gen_tokens: str = "max_new_tokens"
     loads: int | dict = 1  # loads of roles[0] from disk (a dict: per target, "default" for the rest)
     score_sequences: str = "0"  # sequences scored by one forward pass: "n_eval", "heldout" or a number
     score_tokens_per_seq: int = 0
@@ -103,9 +111,10 @@ WORKLOADS = {
                                gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                loads={"t4": 2, "default": 3}, score_sequences="1", score_tokens_per_seq=256,
+                                loads={"t4": 1, "default": 6}, score_sequences="1", score_tokens_per_seq=256,
                                 score_passes=6, source="int8 load, outlier statistics, a short chat; "
-                                "every format scored on 255 held-out tokens"),
+                                "every format scored on 255 held-out tokens, a load per format where the "
+                                "16-bit reference fits (six), the int8 load alone on a T4"),
     "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4", "chat", 24,
                              train_sequences=2 * 8 * 4,
                              source="LoRA math on one layer (NF4 on a T4, 16-bit elsewhere); "
@@ -113,7 +122,8 @@ WORKLOADS = {
                                     "<= 24 tokens, whatever the profile; no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
-    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, loads=3,
+    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, "max_seq_len",
+                              loads=3,
                               score_sequences="heldout", score_tokens_per_seq=250, score_passes=2,
                               source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
                               "problems and accuracy by generation, before and after; reload"),
@@ -142,13 +152,28 @@ WORKLOADS = {
 }
 
 
-def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float) -> float:
+def main_model_id(notebook: str, profile: Profile) -> str:
+    """The Hub id of the model a notebook loads ``n_loads`` times on ``profile`` (its first role)."""
+    role = WORKLOADS[notebook].roles_on(profile.target)[0]
+    if role == "chat_nf4":
+        return nf4_source(PROFILES[profile.target].model_id("chat"))
+    return PROFILES[profile.target].model_id(role)
+
+
+def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float, quantized_gb: float = 0.0) -> float:
     """Seconds to load a checkpoint ``loads`` times, just after downloading it.
 
     Where the checkpoint fits the host RAM, the download leaves it in the page cache and every load
     reads memory; a Colab T4's 12.7 GB does not hold a 16 GB checkpoint, so there each load reads the disk.
+    A load in int8 or NF4 also quantizes ``quantized_gb`` of 16-bit weights on the GPU.
     """
-    return loads * checkpoint_gb / (CACHED_LOAD_GB_S if checkpoint_gb < host_ram_gb else LOAD_GB_S)
+    read = checkpoint_gb / (CACHED_LOAD_GB_S if checkpoint_gb < host_ram_gb else LOAD_GB_S)
+    return loads * (read + quantize_seconds(quantized_gb * 1e9))
+
+
+def quantize_seconds(bytes16: float) -> float:
+    """Predicted seconds for bitsandbytes to quantize ``bytes16`` bytes of 16-bit weights while loading."""
+    return bytes16 / (QUANTIZE_GB_S * 1e9)
 
 
 def train_seconds(params: float, tokens: float, quant: str | None, target: str) -> float:
@@ -168,7 +193,11 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     roles = w.roles_on(profile.target)
     download = sum(DOWNLOAD_GB[r] for r in roles) * 1e3 / DOWNLOAD_MB_S / 60
     loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(roles) - 1)
-    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb) for r, n in zip(roles, loads)) / 60
+    # the main model loads in the notebook's format; a pre-quantized checkpoint ("chat_nf4") is not quantized
+    quantized = [2 * MODEL_PARAMS_B[r] if (w.quant and k == 0 and r != "chat_nf4") else 0.0
+                 for k, r in enumerate(roles)]
+    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb, q)
+                  for r, n, q in zip(roles, loads, quantized)) / 60
     train = 0.0
     if w.train_role:
         sequences = w.train_sequences or (profile.max_steps * profile.batch_size * profile.grad_accum
@@ -196,7 +225,8 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
         batches = -(-n // w.gen_batch)
         step_s = decode_step_seconds(MODEL_PARAMS_B[w.gen_role] * 1e9, w.quant, profile.target)
-        gen = w.gen_passes * batches * profile.max_new_tokens * step_s / 60
+        budget = profile.max_seq_len if w.gen_tokens == "max_seq_len" else profile.max_new_tokens
+        gen = w.gen_passes * batches * budget * step_s / 60
     total = download + loading + train + score + gen + HOST_OVERHEAD_MIN
     return {"download": download, "loading": loading, "training": train, "scoring": score,
             "generation": gen, "overhead": HOST_OVERHEAD_MIN, "total": total}
@@ -211,11 +241,13 @@ def assumptions() -> str:
         f"*Predictions* of `course_utils.runtime.predict_runtime`, not measurements: download at "
         f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint at {CACHED_LOAD_GB_S:g} GB/s from the page "
         f"cache where the download left it (it fits the host RAM), at {LOAD_GB_S:g} GB/s from disk where "
-        f"it does not (a 16 GB checkpoint on a free T4's 12.7 GB); training 8 FLOPs per parameter per "
+        f"it does not (a 16 GB checkpoint on a free T4's 12.7 GB), and an int8/NF4 load quantizes "
+        f"{QUANTIZE_GB_S:g} GB of 16-bit weights per second; training 8 FLOPs per parameter per "
         f"token (LoRA with gradient checkpointing) at {MFU[None]:.0%} of peak (16-bit), "
         f"{MFU['nf4']:.0%} (NF4), {MFU['int8']:.0%} (int8) with stock PyTorch/bitsandbytes, held-out "
         f"scoring 2 FLOPs per parameter per token at the same rates; generation bandwidth-bound at "
-        f"{decode} (16-bit/NF4/int8) of memory bandwidth; {HOST_OVERHEAD_MIN:g} min start-up. "
+        f"{decode} (16-bit/NF4/int8) of memory bandwidth, every batch running to its token budget; "
+        f"{HOST_OVERHEAD_MIN:g} min start-up. "
         f"Datasheets: {gpus}.")
 
 

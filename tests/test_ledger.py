@@ -104,7 +104,7 @@ def test_save_peak_writes_the_highest_total_per_device(tmp_path):
     ledger.enter("c", 3e9)
     ledger.save_peak(tmp_path / "peak.json")
     saved = json.loads((tmp_path / "peak.json").read_text())
-    assert saved == {"profile": "t4-rehearsal", "target": "t4", "gpu": 5e9, "host": 2e9}
+    assert saved == {"profile": "t4-rehearsal", "target": "t4", "gpu": 5e9, "host": 2e9, "loads": {}}
 
 
 def test_plans_check_before_loading_on_a_gpu_too():

@@ -84,3 +84,26 @@ def test_comparison_runs_count_and_the_16bit_arm_is_skipped_on_a_t4():
     t4 = PROFILES["t4"]
     roomy = dataclasses.replace(t4, gpu_memory_gb=40.0)  # the same recipe with room for the 16-bit arm
     assert predict_runtime("07_qlora_llama", roomy)["training"] > predict_runtime("07_qlora_llama", t4)["training"]
+
+
+def test_a_load_count_that_differs_from_the_rehearsals_fails_the_check(tmp_path, capsys):
+    """The rehearsal kernels record every load_model call; WORKLOADS' loads= must match them."""
+    import json
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import runtime_table
+
+    from course_utils.runtime import main_model_id
+
+    shown = runtime_table.load_peaks()["07_qlora_llama"]["t4"]
+    model = main_model_id("07_qlora_llama", PROFILES["t4"])
+    assert model == "unsloth/Llama-3.1-8B-Instruct"
+    counted = WORKLOADS["07_qlora_llama"].n_loads("t4")
+    record = {"profile": "t4-rehearsal", "target": "t4", "gpu": shown["gpu"] * 1e9, "host": shown["host"] * 1e9,
+              "loads": {model: counted, "BAAI/bge-small-en-v1.5": 1}}
+    path = tmp_path / "07_qlora_llama.t4-rehearsal.json"
+    path.write_text(json.dumps(record))
+    assert runtime_table.check_peaks(tmp_path) == 0
+    path.write_text(json.dumps({**record, "loads": {model: counted + 1}}))  # one more load than counted
+    assert runtime_table.check_peaks(tmp_path) == 1
+    assert f"loaded {model} {counted + 1} times, the runtime model counts {counted}" in capsys.readouterr().out

@@ -6,7 +6,8 @@ directly on the GPU, quantized the way ``BitsAndBytesConfig`` does it (every nn.
 becomes a bitsandbytes ``Linear8bitLt`` or NF4 ``Linear4bit`` with double quantization), and a few
 steps are run:
 
-* load: the weights in int8 / NF4 / 16-bit (memory only; a random init says nothing about load time);
+* load: the weights in int8 / NF4 / 16-bit: memory, and for int8 / NF4 the seconds bitsandbytes takes to
+  quantize them (reading a checkpoint is not timed: there is none);
 * train: the notebook's LoRA step at the profile's batch x cap length, gradient checkpointing,
   the notebook's optimizer, autocast in the profile's dtype and an fp16 GradScaler (as the Trainer);
 * generate: greedy decoding at the notebook's batch, seconds per token.
@@ -59,6 +60,7 @@ GPU_PROFILES = ("t4", "l4", "a100")
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 ROLE_PARAMS = {"chat": "chat", "chinese_chat": "chinese_chat"}
 TRAIN_STEPS, GEN_TOKENS, PROMPT_TOKENS = 3, 8, 32
+QUANTIZE_SECONDS = [0.0]  # seconds bitsandbytes spent quantizing, summed over the layers of the last build
 
 # notebook -> (role, base format, LoRA r, targets, optimizer), as the notebooks' CFG cells set them
 TRAIN_ROWS = {
@@ -104,7 +106,11 @@ def _linear(child: nn.Linear, quant: str, dtype: torch.dtype, device: str) -> nn
     if bias:
         layer.bias = nn.Parameter(torch.zeros(child.out_features, device=device, dtype=dtype),
                                   requires_grad=False)
+    _sync()
+    t0 = time.perf_counter()
     layer = layer.to(device)  # quantizes the weight, as a load does
+    _sync()
+    QUANTIZE_SECONDS[0] += time.perf_counter() - t0
     del w
     return layer
 
@@ -265,8 +271,10 @@ def predict(row: dict, config) -> dict:
     real = memory.meta_model(config)
     est = memory.estimate_footprint(real, row["quant"], prof.dtype)
     params = est["params"]
-    if row["kind"] == "load":
-        return {"bytes": est["total"], "seconds": None, "unit": "", "recipe_bytes": est["total"]}
+    if row["kind"] == "load":  # seconds: quantizing the 16-bit weights (the runtime model's share of a load)
+        sec = runtime.quantize_seconds(2 * params) if row["quant"] else None
+        return {"bytes": est["total"], "seconds": sec, "unit": "s quantize" if sec else "",
+                "recipe_bytes": est["total"]}
     if row["kind"] == "train":
         parts = lora_training_parts(real, row["quant"], prof.dtype, row["r"], row["targets"], row["batch"],
                                     row["seq"], True, row["optim"])
@@ -292,8 +300,11 @@ def run_row(row: dict, device: str, tiny: bool, capacity: float) -> dict:
     seconds = None
     try:
         with Measure(device) as m:
+            QUANTIZE_SECONDS[0] = 0.0
             model = build_model(config, row["quant"], prof.dtype, device)
-            if row["kind"] == "train":
+            if row["kind"] == "load" and row["quant"]:
+                seconds = QUANTIZE_SECONDS[0]
+            elif row["kind"] == "train":
                 model, seconds, loss = train_steps(model, row["quant"], prof.dtype, row["r"], row["targets"],
                                                    row["optim"], row["batch"], row["seq"], device)
                 row["loss"] = loss

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course_utils.profiles import PROFILES  # noqa: E402
-from course_utils.runtime import WORKLOADS, predict_runtime, runtime_table_markdown  # noqa: E402
+from course_utils.runtime import WORKLOADS, main_model_id, predict_runtime, runtime_table_markdown  # noqa: E402
 
 START, END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
@@ -54,6 +54,35 @@ def recorded_peaks(directory: Path) -> dict:
             continue  # the headers have T4 and A100 rows (the cpu profile keeps no ledger)
         found.setdefault(notebook, {})[data["target"]] = {d: round(data[d] / 1e9, 1) for d in ("gpu", "host")}
     return found
+
+
+def recorded_loads(directory: Path) -> dict:
+    """{notebook: {target: loads}}: how often each rehearsal kernel loaded its notebook's main model (or a
+    checkpoint it saved of it), from the ``loads`` the kernel's ledger recorded for each ``load_model``."""
+    found: dict = {}
+    for path in sorted(Path(directory).glob("*.json")):
+        notebook = path.name.split(".")[0]
+        data = json.loads(path.read_text())
+        if notebook not in PEAK_NOTEBOOKS or data["target"] not in ("t4", "a100") or "loads" not in data:
+            continue
+        model = main_model_id(notebook, PROFILES[data["target"]])
+        # a checkpoint the notebook saved itself (07's merged model under outputs/) is a load of its model too
+        found.setdefault(notebook, {})[data["target"]] = sum(
+            n for m, n in data["loads"].items() if m == model or m.startswith("outputs/"))
+    return found
+
+
+def check_loads(directory: Path) -> list[str]:
+    """Where ``runtime.WORKLOADS`` counts other loads of a notebook's main model than its rehearsal made."""
+    differ = []
+    for notebook, targets in recorded_loads(directory).items():
+        for target, loads in targets.items():
+            counted = WORKLOADS[notebook].n_loads(target)
+            if counted != loads:
+                differ.append(f"{notebook} on {target}: the rehearsal loaded "
+                              f"{main_model_id(notebook, PROFILES[target])} {loads} times, the runtime model "
+                              f"counts {counted} (course_utils/runtime.py WORKLOADS, loads=)")
+    return differ
 
 
 def memory_cell(peak: dict) -> str:
@@ -126,9 +155,16 @@ def check_peaks(directory: Path) -> int:
     if differ:
         print("The rehearsals' memory ledger no longer agrees with the notebook headers:", *differ,
               f"Take the new peaks: python tools/runtime_table.py --peaks {directory}", sep="\n  ")
+    loads = check_loads(directory)
+    if loads:
+        print("The runtime model counts other loads than the rehearsals made:", *loads,
+              "Fix the counts, then rewrite the tables: python tools/runtime_table.py", sep="\n  ")
+    if differ or loads:
         return 1
     checked = sum(map(len, recorded_peaks(directory).values()))
-    print(f"ledger peaks agree with the headers ({checked} checked)")
+    counted = sum(map(len, recorded_loads(directory).values()))
+    print(f"ledger peaks agree with the headers ({checked} checked); the runtime model's load counts agree "
+          f"with the rehearsals ({counted} checked)")
     return 0
 
 
