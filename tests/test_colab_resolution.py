@@ -160,3 +160,13 @@ def test_report_shape_is_the_one_read(resolution):
     report = resolution["report"]
     assert report["version"] == "1" and json.dumps(report["environment"])
     assert all({"name", "version"} <= set(i["metadata"]) for i in report["install"])
+
+
+def test_the_bootstrap_cell_installs_through_the_resolved_script():
+    """The cell runs tools/colab_install.py (whose pip_steps were resolved above) and shows its output."""
+    import sync_notebooks
+
+    src = sync_notebooks.bootstrap_source()
+    assert '[sys.executable, f"{COURSE_DIR}/tools/colab_install.py", COURSE_DIR,' in src
+    assert 'print(done.stdout + done.stderr, end="")' in src and '"pip"' not in src  # no pip of its own
+    assert '"-q"' not in Path(colab_install.__file__).read_text()
