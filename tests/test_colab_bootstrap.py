@@ -3,10 +3,12 @@
 A temporary directory stands for /content, ``google.colab`` is faked in ``sys.modules`` of a fresh
 interpreter, and the course is cloned from a git repository made of this working tree. The "Colab
 Python" is a new virtual environment that sees the course's installed packages (as Colab sees its own
-preinstalled ones), so the bootstrap's pip runs through constraints.txt with the index switched off:
-it must find every pinned version already there, and fails if it wanted to download or replace one.
+preinstalled ones), so the bootstrap's pip (tools/colab_install.py) runs with the index switched
+off: it must find every pinned version already there, and fails if it wanted to download or replace
+one. tests/test_colab_resolution.py resolves the same command against Colab's own package list.
 """
 
+import importlib.metadata as md
 import json
 import os
 import re
@@ -104,7 +106,8 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     first = _run(python, content, boot)
     assert "WARNING: this Colab runtime has NO GPU" in first
     assert (course / ".git").is_dir() and (course / ".installed").exists()
-    assert (course / ".colab-torch.txt").read_text().startswith("torch==")
+    keep = (course / ".colab-keep.txt").read_text()  # the runtime's torch and notebook stack, pinned
+    assert keep.startswith(f"torch=={md.version('torch')}\n") and f"ipython=={md.version('ipython')}\n" in keep
     summary = [line for line in first.splitlines() if line.startswith("course ")]
     assert len(summary) == 1, first
     assert re.fullmatch(r"course \S+ \| torch \S+ transformers \S+ peft \S+ trl \S+ bitsandbytes \S+ "

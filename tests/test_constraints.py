@@ -86,3 +86,16 @@ def test_the_test_environment_is_the_locked_one():
         if installed != PINS[name]:
             drift[name] = (installed, PINS[name])
     assert drift == {}, f"installed vs constraints.txt: {drift}"
+
+
+def test_colab_pins_are_tested_versions_and_leave_the_runtime_stack_alone():
+    """tools/colab/constraints.txt (the Colab install) pins a part of constraints.txt, at its versions,
+    and never the packages the bootstrap keeps as the runtime has them (tools/colab_install.py KEEP)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import colab_install
+
+    colab = read_pins((ROOT / colab_install.COLAB_CONSTRAINTS).read_text())
+    assert colab and {name: PINS.get(name) for name in colab} == colab
+    assert sorted(set(colab) & {_norm(name) for name in colab_install.KEEP}) == []

