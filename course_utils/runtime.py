@@ -26,8 +26,10 @@ from .profiles import PROFILES, Profile
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
 LOAD_GB_S = 0.3  # a load that reads the checkpoint from the VM's disk, GB/s (assumed)
 CACHED_LOAD_GB_S = 2.0  # a load from the page cache, where the checkpoint fits the host RAM (an assumption)
-# GB of 16-bit weights bitsandbytes quantizes per second while loading (assumed; gpu-check times it)
-QUANTIZE_GB_S = 4.0
+# quantizing in a load reads the 16-bit weights and writes the codes (int8: 1/2, NF4: 1/4 of the bytes)
+# and constants; bitsandbytes' per-tensor kernels reach this share of the memory bandwidth (assumed;
+# gpu-check times it)
+QUANTIZE_EFFICIENCY = 0.10
 HOST_OVERHEAD_MIN = 1.0  # kernel start, imports, pip install of the course (minutes)
 
 GPU_SPECS = {  # datasheet dense 16-bit tensor TFLOPS and memory bandwidth GB/s
@@ -160,7 +162,8 @@ def main_model_id(notebook: str, profile: Profile) -> str:
     return PROFILES[profile.target].model_id(role)
 
 
-def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float, quantized_gb: float = 0.0) -> float:
+def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float, quantized_gb: float = 0.0,
+                 target: str = "t4") -> float:
     """Seconds to load a checkpoint ``loads`` times, just after downloading it.
 
     Where the checkpoint fits the host RAM, the download leaves it in the page cache and every load
@@ -168,12 +171,12 @@ def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float, quantized
     A load in int8 or NF4 also quantizes ``quantized_gb`` of 16-bit weights on the GPU.
     """
     read = checkpoint_gb / (CACHED_LOAD_GB_S if checkpoint_gb < host_ram_gb else LOAD_GB_S)
-    return loads * (read + quantize_seconds(quantized_gb * 1e9))
+    return loads * (read + quantize_seconds(quantized_gb * 1e9, target))
 
 
-def quantize_seconds(bytes16: float) -> float:
-    """Predicted seconds for bitsandbytes to quantize ``bytes16`` bytes of 16-bit weights while loading."""
-    return bytes16 / (QUANTIZE_GB_S * 1e9)
+def quantize_seconds(bytes16: float, target: str) -> float:
+    """Predicted seconds for bitsandbytes to quantize ``bytes16`` bytes of 16-bit weights on ``target``."""
+    return bytes16 * 1.5 / (GPU_SPECS[target]["bandwidth_gbs"] * 1e9 * QUANTIZE_EFFICIENCY)
 
 
 def train_seconds(params: float, tokens: float, quant: str | None, target: str) -> float:
@@ -196,7 +199,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     # the main model loads in the notebook's format; a pre-quantized checkpoint ("chat_nf4") is not quantized
     quantized = [2 * MODEL_PARAMS_B[r] if (w.quant and k == 0 and r != "chat_nf4") else 0.0
                  for k, r in enumerate(roles)]
-    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb, q)
+    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb, q, profile.target)
                   for r, n, q in zip(roles, loads, quantized)) / 60
     train = 0.0
     if w.train_role:
@@ -242,7 +245,7 @@ def assumptions() -> str:
         f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint at {CACHED_LOAD_GB_S:g} GB/s from the page "
         f"cache where the download left it (it fits the host RAM), at {LOAD_GB_S:g} GB/s from disk where "
         f"it does not (a 16 GB checkpoint on a free T4's 12.7 GB), and an int8/NF4 load quantizes "
-        f"{QUANTIZE_GB_S:g} GB of 16-bit weights per second; training 8 FLOPs per parameter per "
+        f"at {QUANTIZE_EFFICIENCY:.0%} of memory bandwidth; training 8 FLOPs per parameter per "
         f"token (LoRA with gradient checkpointing) at {MFU[None]:.0%} of peak (16-bit), "
         f"{MFU['nf4']:.0%} (NF4), {MFU['int8']:.0%} (int8) with stock PyTorch/bitsandbytes, held-out "
         f"scoring 2 FLOPs per parameter per token at the same rates; generation bandwidth-bound at "

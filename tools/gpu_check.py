@@ -272,7 +272,7 @@ def predict(row: dict, config) -> dict:
     est = memory.estimate_footprint(real, row["quant"], prof.dtype)
     params = est["params"]
     if row["kind"] == "load":  # seconds: quantizing the 16-bit weights (the runtime model's share of a load)
-        sec = runtime.quantize_seconds(2 * params) if row["quant"] else None
+        sec = runtime.quantize_seconds(2 * params, prof.target) if row["quant"] else None
         return {"bytes": est["total"], "seconds": sec, "unit": "s quantize" if sec else "",
                 "recipe_bytes": est["total"]}
     if row["kind"] == "train":
