@@ -7,6 +7,7 @@ settings) and HOME are fresh ones under a temporary directory, so a learner's ow
 settings and running labs neither change the result nor are changed by it.
 """
 
+import importlib.util
 import json
 import os
 import pwd
@@ -34,10 +35,51 @@ OTHER_NOTEBOOK = "05_nf4_quantization.ipynb"  # left open first, as a learner's 
 REGULAR_USER = "nobody"
 IS_ROOT = os.geteuid() == 0
 
-pytestmark = pytest.mark.skipif(not MAKE, reason="make is absent: the tests start JupyterLab through `make lab`")
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and DRIVER),
-    reason="Chromium and chromedriver are absent (apt-get install chromium chromium-driver; .ci/run does)")
+needs_make = pytest.mark.skipif(not MAKE, reason="make is absent: the tests start JupyterLab through `make lab`")
+
+
+def browser_verdict(env, is_root: bool, has_apt: bool, chromium: str | None, driver: str | None,
+                    has_selenium: bool) -> tuple[str, str] | None:
+    """Decide what a browser test does where it cannot open a browser: None (it can), or (action, reason).
+
+    The action is "fail" in CI (``CI=true``, as root with apt-get, where ``.ci/run`` installs Chromium:
+    a missing browser there is a broken install, and a skip would let CI go green without the browser
+    ever opening the course), "skip" elsewhere.
+    """
+    missing = [name for name, ok in (("Chromium", chromium), ("chromedriver", driver), ("selenium", has_selenium))
+               if not ok]
+    if not missing:
+        return None
+    reason = (f"{' and '.join(missing)} absent (apt-get install chromium chromium-driver and "
+              "pip install -r requirements-dev.txt; .ci/run does)")
+    in_ci = str(env.get("CI", "")).lower() == "true" and is_root and has_apt
+    return ("fail", f"in CI the browser test must run: {reason}") if in_ci else ("skip", reason)
+
+
+@pytest.fixture
+def browser():
+    """Fail (in CI) or skip (elsewhere) a test that needs Chromium, before anything is started."""
+    verdict = browser_verdict(os.environ, IS_ROOT, bool(shutil.which("apt-get")), CHROMIUM, DRIVER,
+                              importlib.util.find_spec("selenium") is not None)
+    if verdict:
+        action, reason = verdict
+        (pytest.fail if action == "fail" else pytest.skip)(reason)
+
+
+@pytest.mark.parametrize("env,is_root,has_apt,expected", [
+    ({"CI": "true"}, True, True, "fail"),  # CI as .ci/run sets it up: a missing browser is a failure
+    ({"CI": "True"}, True, True, "fail"),
+    ({}, True, True, "skip"),  # a root shell that is not CI
+    ({"CI": "true"}, False, True, "skip"),  # CI=true but no root: .ci/run could not install Chromium
+    ({"CI": "true"}, True, False, "skip"),  # no apt-get
+    ({"CI": "false"}, True, True, "skip"),
+])
+def test_a_missing_browser_fails_only_in_ci(env, is_root, has_apt, expected):
+    action, reason = browser_verdict(env, is_root, has_apt, None, "/usr/bin/chromedriver", True)
+    assert action == expected and "Chromium absent" in reason
+    assert browser_verdict(env, is_root, has_apt, "/usr/bin/chromium", "/usr/bin/chromedriver", True) is None
+    action, reason = browser_verdict(env, is_root, has_apt, "/usr/bin/chromium", "/usr/bin/chromedriver", False)
+    assert action == expected and "selenium absent" in reason
 
 
 def _title(notebook: str) -> str:
@@ -213,8 +255,8 @@ def _wait_for_workspace(workspaces: Path, notebook: str, seconds: float = 20) ->
     assert any(notebook in p.read_text() for p in workspaces.iterdir()), sorted(workspaces.iterdir())
 
 
-@needs_chromium
-def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
+@needs_make
+def test_make_lab_renders_the_notebook_it_opened(browser, lab, tmp_path):
     url, port, proc = lab
     base, token = url.split("/lab?token=")
     output = proc.output()
@@ -241,6 +283,7 @@ def test_make_lab_renders_the_notebook_it_opened(lab, tmp_path):
         driver.quit()
 
 
+@needs_make
 def test_make_lab_on_every_interface_keeps_a_token(tmp_path):
     """HOST=0.0.0.0, for a remote machine: the printed URL reaches the lab from outside; no token, no entry."""
     with socket.socket() as s:

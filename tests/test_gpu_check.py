@@ -1,28 +1,17 @@
 """tools/gpu_check.py in its CPU mode: tiny configs, the T4 rows, its own plumbing (~15 s)."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture(scope="module")
-def cpu_run(tmp_path_factory):
+def cpu_run(tmp_path_factory, load_tool):
     if torch.cuda.is_available():
         pytest.skip("CUDA present: run `make gpu-check` for the real check")
-    gc = _load()
+    gc = load_tool("gpu_check")
     out = tmp_path_factory.mktemp("gpu_check") / "result.json"
     result = gc.run(["t4"], out)
     return gc, result, out
@@ -56,8 +45,8 @@ def test_predictions_are_the_course_functions(cpu_run):
     assert row["pred_bytes"] == pytest.approx(sum(parts.values()) - parts["cuda_context"])
 
 
-def test_real_scale_rows_skip_what_the_recipe_does_not_hold():
-    gc = _load()
+def test_real_scale_rows_skip_what_the_recipe_does_not_hold(load_tool):
+    gc = load_tool("gpu_check")
     row = next(r for r in gc.plan(["t4"], tiny=False) if r["kind"] == "load" and r["quant"] is None)
     out = gc.run_row(row, "cpu", tiny=False, capacity=1e15)  # skipped before anything is built
     assert out["status"] == "skipped" and "t4 recipe" in out["reason"] and out["pred_bytes"] > 14e9

@@ -123,7 +123,7 @@ def test_free_memory_hands_freed_heap_pages_back():
 
 
 @pytest.mark.parametrize("batch_size,seq_len", [(1, 64), (2, 128)])
-def test_training_peak_estimate_within_15_percent_of_measured(chat_id, batch_size, seq_len):
+def test_training_peak_estimate_within_1_percent_of_measured(chat_id, batch_size, seq_len):
     """A steady-state LoRA step of SmolLM2 (fp32, all linear layers, dropout): predicted vs measured.
 
     The optimizer state is created by a first step and then stays, as in every later step; the
@@ -162,9 +162,11 @@ def test_training_peak_estimate_within_15_percent_of_measured(chat_id, batch_siz
             optimizer.zero_grad(set_to_none=True)
         predicted = step_peak_bytes(model.config, sum(p.numel() for p in params), batch_size, seq_len,
                                     checkpointing, torch.float32, lora_dropout=True)
-        # The parts never all live at once, so their sum bounds the peak from above.
-        assert predicted <= bill["gradients"] + bill["activations"] + bill["logits"]
         print(f"{batch_size}x{seq_len} checkpointing {checkpointing}: measured +{fmt_bytes(peak.delta)}, "
               f"predicted +{fmt_bytes(predicted)}")
-        assert abs(peak.delta / predicted - 1) < 0.05  # measured within 1% (135M fp32, all-linear LoRA)
+        # measured: the gradients, activations and logits are never all live at once (the bill's
+        # negative part, ``not_live_at_once``, takes that overlap away)
+        assert peak.delta < bill["gradients"] + bill["activations"] + bill["logits"]
+        # within 1% (135M fp32, all-linear LoRA; measured -0.6%, +0.7%, -0.6%, +0.5% with torch 2.13)
+        assert abs(peak.delta / predicted - 1) < 0.01
         del optimizer

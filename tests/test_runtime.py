@@ -24,20 +24,30 @@ def test_every_notebook_has_a_workload():
 
 
 def test_prediction_parts_follow_the_knobs():
+    """06 on a T4, worked by hand from the profile (60 steps x batch 2 x accumulation 2) and the workload.
+
+    240 sequences x 250 tokens = 60,000 tokens; 8 FLOPs per parameter per token x 8.03e9 parameters =
+    3.854e15 FLOPs, at 10% (int8) of the T4's 65 TFLOPS: 593 s. The download: 16.1 GB at 60 MB/s, 268 s.
+    """
     t4 = PROFILES["t4"]
+    assert (t4.max_steps, t4.batch_size, t4.grad_accum) == (60, 2, 2)
     base = predict_runtime("06_lora_gsm8k", t4)
-    half = predict_runtime("06_lora_gsm8k", dataclasses.replace(t4, max_steps=t4.max_steps // 2))
-    assert half["training"] * 2 == base["training"] and half["download"] == base["download"]
+    assert base["training"] * 60 == pytest.approx(593.0, abs=0.5)
+    assert base["download"] * 60 == pytest.approx(268.3, abs=0.1)
+    half = predict_runtime("06_lora_gsm8k", dataclasses.replace(t4, max_steps=30))
+    assert half["training"] * 60 == pytest.approx(296.5, abs=0.5)  # 120 sequences
     assert predict_runtime("06_lora_gsm8k", PROFILES["a100-rehearsal"])["download"] == base["download"]
     assert predict_runtime("08_persona_sft_zhenhuan", t4)["download"] < base["download"]  # 3.1 vs 16 GB
     assert "Predictions" in assumptions() and "MB/s" in assumptions()
 
 
-def test_every_notebook_fits_a_learners_patience():
-    """Issue budget: a T4 notebook within 25 minutes including its download, an A100 one within 10."""
+def test_every_predicted_runtime_is_within_the_budget():
+    """A guard on the recipes, not a measurement: the model's predictions (unmeasured on a GPU, and
+    printed as predictions) stay within the issue's budgets, a T4 notebook 25 minutes with its download
+    and an A100 one 10. A recipe that grows past them fails here."""
     for nb in WORKLOADS:
         assert predict_runtime(nb, PROFILES["t4"])["total"] <= 25, nb
-        assert predict_runtime(nb, PROFILES["a100"])["total"] <= 10.05, nb  # the header shows ≈ 10 min
+        assert predict_runtime(nb, PROFILES["a100"])["total"] <= 10, nb
 
 
 def test_loads_come_from_the_page_cache_only_when_the_checkpoint_fits_the_ram():

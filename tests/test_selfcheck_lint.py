@@ -23,6 +23,9 @@ TAUTOLOGIES = [
     ["check_claim(profile, len(x) >= 0, 'has rows')"], ["check_claim(profile, holds=acc <= 1.0, claim='ok')"],
     ["assert torch.linalg.matrix_rank(G) <= min(n, *G.shape)"], ["assert max(a, b) <= a + b"],
     ["answer = model.generate(ids)\nassert len(answer) > 0"], ["reply = chat(model, q)\nassert reply.strip()"],
+    # from the regex lint this one replaced (tests/test_selfchecks.py)
+    ["assert all(0 <= v <= 1 for v in acc.values())"], ["assert 0 < question_share < 1"],
+    ["x = a * b\nassert x == a * b"],
 ]
 
 HONEST = [
@@ -42,6 +45,8 @@ HONEST = [
     ["assert torch.linalg.matrix_rank(G) <= 4"], ["assert max(a, b) <= 1.05 * max(a, b, c)"],
     ["answer = model.generate(ids)\nassert len(answer) > 0\nassert score(answer, gold) > 0.5"],
     ["assert share <= 1  # selfcheck: ok (share of another denominator)"],
+    ["assert all(0.2 <= v <= 1 for v in acc.values())"], ["x = a * b\nassert x == 12"],
+    ["assert rel_err < 0.1 * 1"],
 ]
 
 

@@ -78,6 +78,12 @@ def _is_len(node: ast.AST) -> bool:
     return isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in {"len", "abs"}
 
 
+def _unit_bound(test: ast.AST) -> bool:
+    """A chained ``0 <= x <= 1`` (or with ``<``)."""
+    return isinstance(test, ast.Compare) and len(test.ops) == 2 and _const(test.left) == 0 \
+        and _const(test.comparators[1]) == 1 and all(isinstance(o, ast.LtE | ast.Lt) for o in test.ops)
+
+
 def _call_name(node: ast.AST) -> str:
     if isinstance(node, ast.Call):
         f = node.func
@@ -173,6 +179,9 @@ class _Checker:
         if name == "all" and isinstance(test.func, ast.Name) and test.args and isinstance(test.args[0], ast.GeneratorExp):
             gen = test.args[0]
             comp = gen.generators[0]
+            if _unit_bound(gen.elt):  # all(0 <= v <= 1 for v in shares)
+                self._flag("always", test, anchor)
+                return
             if isinstance(gen.elt, ast.Compare) and len(gen.elt.ops) == 1 and isinstance(comp.iter, ast.Name):
                 src = comp.iter.id
                 if src in sc.filtered and isinstance(comp.target, ast.Name) and _u(gen.elt.left) == comp.target.id:
@@ -188,9 +197,7 @@ class _Checker:
 
     def _compare(self, test: ast.Compare, sc: _Scope, anchor: ast.AST):
         operands = [test.left, *test.comparators]
-        # chained 0 <= x <= 1
-        if len(test.ops) == 2 and _const(operands[0]) == 0 and _const(operands[2]) == 1 \
-                and all(isinstance(o, ast.LtE | ast.Lt) for o in test.ops):
+        if _unit_bound(test):
             self._flag("always", test, anchor)
             return
         for op, left, right in zip(test.ops, operands, operands[1:], strict=False):
