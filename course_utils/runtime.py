@@ -65,9 +65,9 @@ class Workload:
     gen_sequences: str = "n_eval"  # "n_eval" or a number
     gen_passes: int = 0  # generation passes over gen_sequences (before / after training, ...)
     gen_batch: int = 16  # prompts generated together (one weight read per decoding step for the batch)
-    # the token budget every batch runs to: the profile's max_new_tokens, or "max_seq_len" where the
-    # notebook sizes it from the data up to the profile's cap (06: the longest reference answer)
-    gen_tokens: str = "max_new_tokens"
+    # the token budget every batch runs to: the profile's max_new_tokens, or (06, which sizes it from the
+    # longest reference answer) the notebook's cap on it, in tokens
+    gen_tokens: int | None = None
     loads: int | dict = 1  # loads of roles[0] from disk (a dict: per target, "default" for the rest)
     score_sequences: str = "0"  # sequences scored by one forward pass: "n_eval", "heldout" or a number
     score_tokens_per_seq: int = 0
@@ -124,7 +124,7 @@ WORKLOADS = {
                                     "<= 24 tokens, whatever the profile; no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
-    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, "max_seq_len",
+    "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, 384,
                               loads=3,
                               score_sequences="heldout", score_tokens_per_seq=250, score_passes=2,
                               source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
@@ -228,7 +228,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
         batches = -(-n // w.gen_batch)
         step_s = decode_step_seconds(MODEL_PARAMS_B[w.gen_role] * 1e9, w.quant, profile.target)
-        budget = profile.max_seq_len if w.gen_tokens == "max_seq_len" else profile.max_new_tokens
+        budget = w.gen_tokens or profile.max_new_tokens
         gen = w.gen_passes * batches * budget * step_s / 60
     total = download + loading + train + score + gen + HOST_OVERHEAD_MIN
     return {"download": download, "loading": loading, "training": train, "scoring": score,

@@ -117,3 +117,17 @@ def test_a_load_count_that_differs_from_the_rehearsals_fails_the_check(tmp_path,
     path.write_text(json.dumps({**record, "loads": {model: counted + 1}}))  # one more load than counted
     assert runtime_table.check_peaks(tmp_path) == 1
     assert f"loaded {model} {counted + 1} times, the runtime model counts {counted}" in capsys.readouterr().out
+
+
+def test_06s_generation_is_billed_at_the_cap_its_config_sets():
+    """06 sizes max_new_tokens from the longest reference, up to a cap: the runtime model bills that cap."""
+    import ast
+    import json
+
+    cells = json.loads((ROOT / "notebooks" / "06_lora_gsm8k.ipynb").read_text(encoding="utf-8"))["cells"]
+    config = next("".join(c["source"]) for c in cells if "class Config" in "".join(c["source"]))
+    field = next(n for n in ast.walk(ast.parse(config))
+                 if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "max_new_tokens_cap")
+    assert isinstance(field.value, ast.IfExp) and ast.unparse(field.value.test) == "profile.gpu_recipe"
+    assert field.value.body.value == WORKLOADS["06_lora_gsm8k"].gen_tokens  # the GPU profiles' cap
+    assert field.value.body.value >= max(PROFILES[g].max_new_tokens for g in ("t4", "l4", "a100"))
