@@ -50,6 +50,31 @@ def test_first_code_cell_is_the_bootstrap_then_setup(path):
     assert "setup_notebook(" in "".join(code[1]["source"]), "the second code cell is the setup cell"
 
 
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_install_cell_shows_one_line(path):
+    """Colab shows a form cell's title only; JupyterLab hides a cell whose source_hidden is set."""
+    boot = next(c for c in _nb(path)["cells"] if c["cell_type"] == "code")
+    assert boot["source"][0].startswith("# @title ") and 'display-mode: "form"' in boot["source"][0]
+    assert boot["metadata"]["cellView"] == "form" and boot["metadata"]["jupyter"]["source_hidden"] is True
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_opening_fits_one_screen(path):
+    """Title, promise, goals, prerequisites and one table: at most 15 lines before the first section."""
+    lines = []
+    for cell in _nb(path)["cells"]:
+        text = "".join(cell["source"])
+        if cell["cell_type"] == "markdown" and text.lstrip().startswith("## "):
+            break
+        if cell["cell_type"] == "markdown":
+            lines += [line for line in text.splitlines() if line.strip()]
+    block = "\n".join(lines)
+    measured = block.split("<!-- gpu-check:start -->")[0]  # a gpu-check measurement may follow the table
+    assert len(measured.splitlines()) <= 15, f"{path.name}: {len(measured.splitlines())} lines before section 1"
+    table = [line for line in lines if line.startswith("| ")]
+    assert len(table) <= 2 + 3, f"{path.name}: one row per profile"
+
+
 @pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_lesson_opens_with_goals_and_profile_table(path):
     first = "".join(_nb(path)["cells"][0]["source"])

@@ -1,9 +1,9 @@
 """Write the predicted GPU runtimes of `course_utils.runtime` into the notebooks' headers and the guide.
 
-Each notebook's first (markdown) cell and docs/INSTRUCTOR_GUIDE.md get a generated table between
-``<!-- runtime:start -->`` and ``<!-- runtime:end -->`` (appended once if the markers are missing),
-and the runtime cells of the t4/a100 rows of a notebook's header table (and the guide's
-"T4 / A100 runtime" column) are rewritten from the same function. Run with ``--check`` to only
+docs/INSTRUCTOR_GUIDE.md gets a generated table with every part of every prediction and the
+assumptions behind them, between ``<!-- runtime:start -->`` and ``<!-- runtime:end -->``; the runtime
+cells of the t4/a100 rows of each notebook's header table (a total that links to that table) and the
+guide's "T4 / A100 runtime" column are rewritten from the same function. Run with ``--check`` to only
 report differences (the test does the same).
 
 The "peak memory" cells of the t4/a100 rows come from the memory ledger: in ``make test`` every
@@ -32,6 +32,7 @@ from course_utils.runtime import WORKLOADS, main_model_id, predict_runtime, runt
 
 START, END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
+GUIDE_RUNTIMES = "../docs/INSTRUCTOR_GUIDE.md#predicted-gpu-runtimes"  # from notebooks/, the headers' link
 PEAKS = ROOT / "course_utils" / "sample_data" / "ledger_peaks.json"
 # 10's header gives bytes per process from its own estimator (section 7); its kernel's ledger sees one process
 PEAK_NOTEBOOKS = [nb for nb in WORKLOADS if nb != "10_scale_out"]
@@ -113,7 +114,7 @@ def with_runtime_cells(text: str, notebook: str, peaks: dict | None = None) -> s
             col, mem = names.index("runtime"), names.index("peak memory") if "peak memory" in names else None
         elif col and line.startswith(("| t4", "| a100")):
             target = "t4" if line.startswith("| t4") else "a100"
-            cells[col] = f" *predicted:* {minutes(notebook, target)} (table below) "
+            cells[col] = f" *predicted:* {minutes(notebook, target)} ([how]({GUIDE_RUNTIMES})) "
             if mem and target in peaks:
                 cells[mem] = memory_cell(peaks[target])
             lines[k] = "|".join(cells)
@@ -125,10 +126,13 @@ def notebook_text(path: Path) -> str:
     return "".join(nb["cells"][0]["source"])
 
 
+def without_block(text: str) -> str:
+    """Remove a generated block (and the blank line before it): the headers only link to the guide's."""
+    return re.sub(r"\n*" + re.escape(START) + r".*?" + re.escape(END) + r"\n?", "\n", text, flags=re.S)
+
+
 def updated_notebook(path: Path) -> str:
-    name = path.stem
-    text = with_runtime_cells(notebook_text(path), name, load_peaks())
-    return with_block(text, runtime_table_markdown(name))
+    return without_block(with_runtime_cells(notebook_text(path), path.stem, load_peaks()))
 
 
 def updated_guide() -> str:

@@ -64,6 +64,12 @@ def sync_badges(text: str, home: str) -> str:
     return _COLAB.sub(lambda m: m.group(1) + home_slug(home) + m.group(3), text)
 
 
+# The bootstrap's first line: a Colab form title, so Colab shows this one line and hides the code (as
+# JupyterLab does through BOOT_METADATA); a learner runs it without reading it.
+BOOT_TITLE = '# @title Course setup: run me first { display-mode: "form" }'
+BOOT_METADATA = {"tags": ["bootstrap"], "cellView": "form", "jupyter": {"source_hidden": True}}
+
+
 def bootstrap_source(home: str | None = None, notebook: str = "") -> str:
     """The first code cell of every notebook: a restart-safe Colab install (tools/colab_install.py).
 
@@ -78,7 +84,8 @@ def bootstrap_source(home: str | None = None, notebook: str = "") -> str:
     summary line, then what ``notebook`` will download on this runtime's profile (the only line that
     differs per notebook).
     """
-    return f'''# Colab bootstrap (same in every notebook): on Colab or Kaggle, installs the course once
+    return f'''{BOOT_TITLE}
+# Colab bootstrap (same in every notebook): on Colab or Kaggle, installs the course once
 import os
 import subprocess
 import sys
@@ -145,12 +152,12 @@ def canonical(nb: dict, name: str, strip: bool) -> dict:
     nb = json.loads(json.dumps(nb))
     cells = nb["cells"]
     code_idx = next((i for i, c in enumerate(cells) if c["cell_type"] == "code"), None)
-    boot = {"cell_type": "code", "execution_count": None, "metadata": {"tags": ["bootstrap"]},
+    boot = {"cell_type": "code", "execution_count": None, "metadata": json.loads(json.dumps(BOOT_METADATA)),
             "outputs": [], "source": bootstrap_source(notebook=lesson_name(name)).splitlines(keepends=True)}
     if code_idx is None:
         cells.append(boot)
-    elif "".join(cells[code_idx]["source"]).startswith("# Colab bootstrap"):
-        cells[code_idx]["source"] = boot["source"]
+    elif "".join(cells[code_idx]["source"]).startswith(("# Colab bootstrap", BOOT_TITLE)):
+        cells[code_idx]["source"], cells[code_idx]["metadata"] = boot["source"], boot["metadata"]
     else:
         cells.insert(code_idx, boot)
     for c in cells:
