@@ -53,6 +53,20 @@ def paired_bootstrap(before, after, n_boot: int = 2000, level: float = 0.95, see
     return Interval(float(diff.mean()), float(low), float(high), len(diff), level)
 
 
+def compare_paired(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[Interval, str]:
+    """Return the interval of ``mean(a - b)`` over paired units and the ranking it supports.
+
+    ``a`` and ``b`` hold one number per independent unit (a text, a problem), measured on the same
+    units in the same order. The verdict is ``"a < b"`` or ``"a > b"`` when the paired bootstrap
+    interval excludes zero, else ``"not separated"``: a ranking is claimed only where the units'
+    spread cannot explain it. Resample units, not tokens: the tokens of one text are correlated, and
+    treating them as independent draws makes an interval too narrow.
+    """
+    ci = paired_bootstrap(b, a, n_boot=n_boot, level=level, seed=seed)
+    verdict = "a < b" if ci.high < 0 else "a > b" if ci.low > 0 else "not separated"
+    return ci, verdict
+
+
 def bootstrap_mean(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
     """Return the mean of one sample with its percentile bootstrap interval (e.g. an accuracy)."""
     values = np.asarray(values, dtype=np.float64)

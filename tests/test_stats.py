@@ -69,3 +69,45 @@ def test_paired_ratio_bootstrap_is_a_micro_average_change():
     assert same.low == same.high == 0
     empty = paired_ratio_bootstrap(([0, 0], [0, 0]), ([1, 0], [1, 0]))  # nothing predicted before: precision 0
     assert empty.mean == 1
+
+
+def test_compare_paired_matches_scipy_bootstrap_and_hand_cases():
+    from scipy import stats
+
+    from course_utils.stats import compare_paired
+
+    rng = np.random.default_rng(5)
+    b = rng.normal(1.0, 0.5, size=40)  # 40 units: a per-text loss
+    a = b + 0.1 + rng.normal(0, 0.2, size=40)
+    ci, verdict = compare_paired(a, b, n_boot=20000)
+    # An independent computation: scipy's paired percentile bootstrap of the mean difference.
+    ref = stats.bootstrap((a, b), lambda x, y: np.mean(x - y), paired=True, method="percentile",
+                          n_resamples=20000, random_state=0).confidence_interval
+    se = np.std(a - b, ddof=1) / np.sqrt(len(a))
+    assert abs(ci.low - ref.low) < 0.05 * se and abs(ci.high - ref.high) < 0.05 * se
+    assert ci.mean == pytest.approx(np.mean(a) - np.mean(b))
+    # and close to the paired t interval (normal differences, n = 40)
+    t = stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert abs(ci.low - t.low) < 0.15 * se and abs(ci.high - t.high) < 0.15 * se
+    assert verdict == ("a > b" if t.low > 0 else "not separated")
+    # Hand cases: a constant gap is separated with a zero-width interval; equal values are not.
+    assert compare_paired([1.0, 2.0, 3.0], [1.5, 2.5, 3.5])[1] == "a < b"
+    assert compare_paired([1.5, 2.5, 3.5], [1.0, 2.0, 3.0])[0].low == pytest.approx(0.5)
+    assert compare_paired([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])[1] == "not separated"
+    # Two units gain, two lose by the same amount: no ranking, whatever the sizes.
+    assert compare_paired([1.0, 0.0, 5.0, 3.0], [0.0, 1.0, 4.0, 4.0])[1] == "not separated"
+
+
+def test_compare_paired_resamples_units_not_tokens():
+    """Tokens within a text share the text's offset: pooling them as independent draws would
+    separate two formats that the texts do not separate."""
+    from course_utils.stats import compare_paired
+
+    rng = np.random.default_rng(7)
+    text_effect = rng.normal(0, 1.0, size=6)  # each of 6 texts moves all its 50 tokens together
+    token_diff = np.repeat(text_effect, 50) + rng.normal(0, 0.05, size=300)
+    per_text = token_diff.reshape(6, 50).mean(axis=1)
+    pooled, _ = compare_paired(token_diff, np.zeros(300))
+    units, verdict = compare_paired(per_text, np.zeros(6))
+    assert units.high - units.low > 5 * (pooled.high - pooled.low)
+    assert units.mean == pytest.approx(pooled.mean)
