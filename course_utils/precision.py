@@ -110,3 +110,36 @@ def keep_cpu_4bit_differentiable() -> bool:
     bnb_modules._course_had_avx512bf16 = available
     bnb_modules.has_avx512bf16 = lambda: False  # read by Linear4bit.__init__ only
     return available
+
+
+FP16_MAX = float(torch.finfo(torch.float16).max)  # 65504: anything larger is inf in fp16
+
+
+def check_finite(values: dict, dtype: torch.dtype, model_id: str = "this model",
+                 remedy: str = "") -> dict[str, float]:
+    """Raise ``FloatingPointError`` saying what to do if a value is inf or NaN; else return each max |value|.
+
+    ``values`` maps a name ("first logits", "first loss", "training losses") to a tensor, a number or
+    a list of numbers. A model trained in bf16 (Qwen2.5, Phi-4-mini) can carry activations beyond fp16's
+    largest number, 65504; in fp16 they turn into inf, and the logits and the loss into inf or NaN from
+    the first step on. ``remedy`` is the notebook's own advice, put before the general one.
+    """
+    found, bad = {}, []
+    for name, value in values.items():
+        t = torch.as_tensor(value).detach().float().cpu()
+        finite = torch.isfinite(t)
+        found[name] = float(t[finite].abs().max()) if finite.any() else float("nan")
+        if not finite.all():
+            bad.append(f"{name}: {int((~finite).sum())} of {t.numel()} values are inf or NaN")
+    if bad:
+        if dtype == torch.float16:
+            general = (f"fp16 ends at {FP16_MAX:g}, and a model trained in bf16 can exceed it. Load the "
+                       "weights in fp32 and keep fp16 autocast where they fit (the t4 recipe does so for the "
+                       "roles in profile.fp32_weight_roles), or use a GPU with bf16 (compute capability >= 8:"
+                       " L4, A100).")
+        else:
+            general = ("Lower the learning rate, and check that every example has tokens that carry loss (a "
+                       "loss over zero tokens is NaN).")
+        where = f"{model_id} in {str(dtype).removeprefix('torch.')}: "
+        raise FloatingPointError(where + "; ".join(bad) + ". " + (remedy + " " if remedy else "") + general)
+    return found

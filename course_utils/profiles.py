@@ -56,6 +56,10 @@ class Profile:
     grad_accum: int = 1
     max_new_tokens: int = 64
     notes: str = ""
+    # roles whose bf16-trained weights load in fp32 under fp16 autocast (fp16 overflows), where they fit
+    fp32_weight_roles: tuple = ()
+    # its quality claims (a loss fell, a score rose) were measured on its real models; else printed only
+    quality_measured: bool = False
 
     @property
     def dtype(self) -> torch.dtype:
@@ -87,6 +91,10 @@ class Profile:
         if override and self.rehearsal and not override.startswith(TINY_PREFIX) and role != "embedding":
             return TINY_PREFIX + override
         return override or self.models[role]
+
+    def weight_dtype(self, role: str) -> torch.dtype:
+        """Return the dtype a role's weights load in: fp32 for ``fp32_weight_roles``, else ``dtype``."""
+        return torch.float32 if role in self.fp32_weight_roles else self.dtype
 
     def real_model_id(self, role: str) -> str:
         """Return the real-scale model behind a role (the Hub id a rehearsal's tiny model copies)."""
@@ -125,6 +133,9 @@ _GPU_PROFILES = {
         max_new_tokens=256,
         gpu_memory_gb=14.0,
         host_ram_gb=11.0,
+        # 08: Qwen2.5-1.5B (bf16-trained, NaN reported in fp16) in fp32, 6.2 GB; 09's Phi-4-mini would need
+        # 15.4 GB in fp32, over a T4, so it stays fp16 and its first logits and loss are checked
+        fp32_weight_roles=("chinese_chat",),
         notes="No bf16 tensor cores before compute capability 8.0, so compute runs in fp16.",
     ),
     "l4": Profile(
@@ -199,6 +210,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=4,
         grad_accum=1,
         max_new_tokens=48,
+        quality_measured=True,  # SmolLM2-135M: the notebooks' quality claims were calibrated on it
         notes="fp32 on CPU: bitsandbytes runs int8 and NF4 kernels on the CPU too.",
     ),
     **_GPU_PROFILES,

@@ -75,10 +75,22 @@ def test_encode_truncates_to_max_len(tokenizer):
     assert ex["truncated"] and len(ex["input_ids"]) == len(ex["labels"]) == 20
 
 
-def test_count_cjk_and_tokens_per_char(tokenizer):
+class _ByteTokenizer:
+    """A tokenizer with no merges at all: one token per UTF-8 byte (what a byte-level BPE falls back to)."""
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text.encode("utf-8"))}
+
+
+def test_count_cjk_and_tokens_per_char():
     assert persona.count_cjk("我是甄嬛，家父。abc") == 6
-    tpc = persona.tokens_per_char(tokenizer, ["我是甄嬛"])
-    assert tpc == len(tokenizer("我是甄嬛", add_special_tokens=False)["input_ids"]) / 4
+    # Worked by hand: each Chinese character and each full-width comma is 3 bytes, each letter 1.
+    # "我是甄嬛，abc" = 4*3 + 3 + 3 = 18 tokens; 4 Chinese characters, 8 characters in all.
+    byte_tok = _ByteTokenizer()
+    assert persona.tokens_per_char(byte_tok, ["我是甄嬛"]) == 3.0
+    assert persona.tokens_per_char(byte_tok, ["我是甄嬛，abc"]) == 18 / 4
+    assert persona.tokens_per_char(byte_tok, ["我是甄嬛，abc"], chinese_only=False) == 18 / 8
+    assert persona.tokens_per_char(byte_tok, ["我", "是甄嬛，abc"]) == 18 / 4  # pooled; the mean of 3 and 5 is 4
 
 
 def test_adherence_scores_each_kind():

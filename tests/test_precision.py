@@ -96,3 +96,43 @@ def test_4bit_layers_pass_gradients_after_an_evaluation():
     torch.testing.assert_close(grad, torch.ones(3, 64) @ dequantized)
     if had_packed_path:  # this CPU has bitsandbytes' packed bf16 path: show what it does without the switch
         assert _grad_after_eval(_nf4_layer(w, flag=True), x) is None
+
+
+def test_check_finite_catches_a_real_fp16_overflow_and_says_what_to_do():
+    """Logits past 65504 are inf in fp16 and make the loss NaN; the same weights in fp32 stay finite."""
+    import torch.nn.functional as F
+
+    from course_utils.precision import FP16_MAX, check_finite
+
+    x = torch.full((2, 64), 100.0)  # activations of a bf16-trained model can be this large
+    w = torch.full((8, 64), 20.0)
+    logits16 = x.half() @ w.half().T  # 64 * 100 * 20 = 128,000 > 65,504: computed in fp16
+    loss16 = F.cross_entropy(logits16.float(), torch.tensor([3, 5]))
+    assert torch.isinf(logits16).all() and torch.isnan(loss16)  # the overflow is real, not planted
+    with pytest.raises(FloatingPointError) as err:
+        check_finite({"first logits": logits16, "first loss": loss16}, torch.float16, "Qwen/Qwen2.5-1.5B-Instruct",
+                     remedy="Set dtype=torch.float32 in the Config cell.")
+    message = str(err.value)
+    assert "first logits: 16 of 16 values are inf or NaN" in message and "first loss: 1 of 1" in message
+    assert "Set dtype=torch.float32" in message and "fp32" in message and "L4, A100" in message
+    # The t4 recipe's remedy: the same numbers from fp32 weights are finite and the check returns them.
+    logits32 = x @ w.T
+    found = check_finite({"first logits": logits32, "losses": [1.5, 2.0]}, torch.float16)
+    assert found == {"first logits": 128_000.0, "losses": 2.0} and found["first logits"] > FP16_MAX
+    # A NaN loss in fp32 gets the advice that fits it (no fp16 to blame).
+    empty = F.cross_entropy(logits32[:1], torch.tensor([-100]))  # no token carries loss: 0 / 0
+    with pytest.raises(FloatingPointError, match="zero tokens"):
+        check_finite({"loss": empty}, torch.float32)
+
+
+def test_t4_recipe_keeps_the_persona_model_in_fp32_where_it_fits():
+    from course_utils.memory import estimate_footprint
+    from course_utils.models import load_config
+
+    t4, rehearsal = PROFILES["t4"], PROFILES["t4-rehearsal"]
+    assert t4.weight_dtype("chinese_chat") == rehearsal.weight_dtype("chinese_chat") == torch.float32
+    assert t4.weight_dtype("fused_qkv") == torch.float16 and PROFILES["a100"].weight_dtype("chinese_chat") == torch.bfloat16
+    # What decides it: the fp32 weights of each model against the T4's budget (configs shipped, no download).
+    for role, fits in (("chinese_chat", True), ("fused_qkv", False)):
+        fp32 = estimate_footprint(load_config(t4.real_model_id(role)), None, torch.float32)["weights"]
+        assert (fp32 < 0.5 * t4.gpu_memory_gb * 1e9) == fits, (role, fp32)
