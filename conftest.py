@@ -49,7 +49,7 @@ def pytest_runtest_teardown(item, nextitem):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Hand each notebook cell's outputs to tools/build_site.py: it keeps a notebook whose cells all passed."""
+    """Hand each notebook cell's outputs to tools/build_site.py (keeps notebooks whose cells all passed)."""
     report = (yield).get_result()
     out = os.environ.get("COURSE_EXECUTED")
     if out and hasattr(item, "test_outputs") and (call.when == "call" or report.failed):

@@ -171,7 +171,7 @@ def capture_cell(item, report, out_dir: str) -> None:
 # ---------------------------------------------------------------- execution by make site (nbclient)
 
 def execute(notebook: str, executed: str) -> tuple[str, float]:
-    """Execute a committed notebook in the cpu profile (nbclient, nbval's current-env kernel); keep its copy."""
+    """Execute a committed notebook in the cpu profile (nbclient, nbval's kernel); keep its copy."""
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only-executed", action="store_true",
                         help="development: build only the notebooks with a current executed copy")
     parser.add_argument("--no-execute", action="store_true",
-                        help="fail where a notebook has no current executed copy (make test runs nothing twice)")
+                        help="fail where a notebook has no current copy (make test runs nothing twice)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("SITE_JOBS", "2")),
                         help="notebooks executed at a time")
     args = parser.parse_args(argv)
@@ -393,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = {}
     built = [nb for nb in lessons() if nb not in todo]
     if not built:
-        sys.exit("make site: no notebook has a current executed copy (run make test-cpu or drop --only-executed)")
+        sys.exit("make site: no notebook has a current executed copy (run make test-cpu)")
     stage(built, executed, partial=bool(todo))
     shutil.rmtree(args.out, ignore_errors=True)
     sphinx = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF_DIR), str(STAGE)]
