@@ -261,6 +261,30 @@ def provenance_cell(meta: dict, depth: int) -> dict:
     return {"cell_type": "markdown", "metadata": {}, "source": text, "id": "course-site-provenance"}
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("*An interactive widget (ipywidgets) stands here in the notebook; it needs a running kernel: "
+               "open the notebook in JupyterLab or Colab to use it.*")
+
+
+def static_outputs(outputs: list[dict]) -> list[dict]:
+    """Outputs as a static page can show them: a widget view (no kernel here) becomes a note saying so.
+
+    A test run saves no widget state, so the page could not draw the widget; progress bars (tqdm's widget,
+    "0%|" as text at the moment it was displayed) are dropped.
+    """
+    shown = []
+    for out in outputs:
+        data = out.get("data", {})
+        if WIDGET not in data:
+            shown.append(out)
+            continue
+        text = "".join(data.get("text/plain", ""))
+        if not re.search(r"\d+%\|", text):
+            note = {"text/markdown": WIDGET_NOTE}
+            shown.append({"output_type": "display_data", "metadata": {}, "data": note})
+    return shown
+
+
 def stage_notebook(notebook: Path, executed: Path, pages: set[Path]) -> dict:
     """Write the page's source: the committed cells with the executed copy's outputs and a provenance note."""
     committed = json.loads(notebook.read_text())
@@ -268,8 +292,10 @@ def stage_notebook(notebook: Path, executed: Path, pages: set[Path]) -> dict:
     meta = ran["metadata"][META]
     nb = copy.deepcopy(committed)
     ran_code = [c for c in ran["cells"] if c["cell_type"] == "code"]
+    if errors := [o.get("ename") for c in ran_code for o in c["outputs"] if o["output_type"] == "error"]:
+        sys.exit(f"make site: {notebook.relative_to(ROOT)}'s executed copy holds error outputs {errors}")
     for cell, done in zip((c for c in nb["cells"] if c["cell_type"] == "code"), ran_code, strict=True):
-        cell["outputs"], cell["execution_count"] = done["outputs"], done["execution_count"]
+        cell["outputs"], cell["execution_count"] = static_outputs(done["outputs"]), done["execution_count"]
         if "bootstrap" in cell["metadata"].get("tags", []):  # Colab's install cell: folded on the page
             cell["metadata"]["tags"] = [*cell["metadata"]["tags"], "hide-input"]
     for cell in nb["cells"]:
@@ -394,14 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     built = [nb for nb in lessons() if nb not in todo]
     if not built:
         sys.exit("make site: no notebook has a current executed copy (run make test-cpu)")
-    stage(built, executed, partial=bool(todo))
+    metas = stage(built, executed, partial=bool(todo))
     shutil.rmtree(args.out, ignore_errors=True)
     sphinx = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF_DIR), str(STAGE)]
     if subprocess.run([*sphinx, str(args.out)]).returncode:
         sys.exit("make site: sphinx-build failed")
     (args.out / "site-info.json").write_text(json.dumps({
         "notebooks": [nb.relative_to(ROOT).as_posix() for nb in built], "partial": bool(todo),
-        "profile": PROFILE, **git_info()}, indent=1) + "\n")
+        "profile": PROFILE, **git_info(),
+        "runs": {nb.relative_to(ROOT).as_posix(): meta for nb, meta in metas.items()}}, indent=1) + "\n")
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"make site: {len(built)} notebooks, {args.out}/index.html, {size / 1e6:.1f} MB, "
           f"{time.time() - start:.0f} s")
