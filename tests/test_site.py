@@ -30,7 +30,8 @@ from tools import build_site  # noqa: E402
 
 NOTEBOOK = ROOT / "notebooks" / "00_setup_check.ipynb"
 PLOT_LESSON = "05_nf4_quantization"  # draws several matplotlib figures
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Debian's Chromium (apt-get install chromium chromium-driver; .ci/run does), or the Chrome of a CI image.
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 DRIVER = shutil.which("chromedriver")
 
 
@@ -94,6 +95,27 @@ def test_a_copy_is_stale_when_a_code_cell_changed_but_not_when_only_prose_did(tm
     assert build_site.staleness(notebook, executed) == "course_utils changed since it ran"
 
 
+def test_make_site_executes_a_notebook_and_a_failing_cell_fails_it(tmp_path, monkeypatch):
+    """The path for a notebook without a current copy: nbclient in the notebook's folder, cpu profile."""
+    from nbclient.exceptions import CellExecutionError
+
+    monkeypatch.setattr(build_site, "NOTEBOOKS", tmp_path / "notebooks")
+    notebook = tmp_path / "notebooks" / "99_tiny.ipynb"
+    notebook.parent.mkdir()
+    code = "import os\nprint(os.environ['COURSE_PROFILE'], os.getcwd())"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), str(notebook))
+    build_site.execute(str(notebook), str(tmp_path / "executed"))
+    kept = nbformat.read(str(tmp_path / "executed" / notebook.name), as_version=4)
+    assert kept.cells[0].outputs[0].text == f"cpu {notebook.parent}\n"
+    assert kept.metadata[build_site.META]["executed_by"].startswith("make site")
+    assert build_site.staleness(notebook, tmp_path / "executed") is None
+    broken = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("assert 1 + 1 == 3, 'wrong'")])
+    nbformat.write(broken, str(notebook))
+    with pytest.raises(CellExecutionError, match="wrong"):
+        build_site.execute(str(notebook), str(tmp_path / "executed"))
+    assert build_site.staleness(notebook, tmp_path / "executed") == "its code cells differ from the notebook's"
+
+
 def test_widget_views_become_a_note_and_progress_bars_go():
     bar = {"output_type": "display_data", "metadata": {},
            "data": {build_site.WIDGET: {"model_id": "a"}, "text/plain": "Loading weights:   0%|   | 0/272"}}
@@ -114,6 +136,18 @@ def _site() -> Path:
             pytest.fail(f"COURSE_SITE_DIR={site} holds no built site (make site)")
         pytest.skip("no built site: run make site (make test builds it)")
     return site
+
+
+def _chrome():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--no-first-run", "--window-size=1280,900"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(DRIVER), options=opts)
 
 
 def _title(notebook: str) -> str:
@@ -158,8 +192,6 @@ return {n: imgs.length, complete: imgs.every(i => i.complete),
 def test_built_site_in_chromium(served, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
-
-    from tests.test_browser import _chrome
 
     site, base = served
     info = json.loads((site / "site-info.json").read_text())

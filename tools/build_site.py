@@ -20,6 +20,7 @@ the README, notebooks with their outputs, the pitfalls page and the instructor g
 
     python tools/build_site.py                    # all notebooks; executes the missing or stale ones
     python tools/build_site.py --only-executed    # only the notebooks with a current executed copy
+    python tools/build_site.py --only 00 05       # only these (executed first where needed)
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def git_info() -> dict:
     return _GIT
 
 
-def provenance(nb: dict, executed_by: str, seconds: float) -> dict:
-    return {"profile": os.environ.get("COURSE_PROFILE") or "auto-detected", **git_info(),
+def provenance(nb: dict, executed_by: str, seconds: float, profile: str | None = None) -> dict:
+    return {"profile": profile or os.environ.get("COURSE_PROFILE") or "auto-detected", **git_info(),
             "executed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "executed_by": executed_by, "seconds": round(seconds, 1),
             "code_sha256": code_sha256(nb), "course_utils_sha256": course_utils_sha256()}
@@ -177,15 +178,15 @@ def execute(notebook: str, executed: str) -> tuple[str, float]:
     from nbclient import NotebookClient
     from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 
-    os.environ.update(RUN_ENV)
     path = Path(notebook)
     nb = nbformat.read(str(path), as_version=4)
     start = time.time()
     km = AsyncKernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
-    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, store_widget_state=False,
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()  # raises CellExecutionError on the first failing cell
-    nb.metadata[META] = provenance(nb, "make site (nbclient)", time.time() - start)
+    cwd = {"metadata": {"path": str(path.parent)}}  # the notebook's own folder, as under nbval
+    client = NotebookClient(nb, km=km, timeout=CELL_TIMEOUT_S, resources=cwd)
+    client.execute(env={**os.environ, **RUN_ENV})  # raises CellExecutionError on the first failing cell
+    nb.metadata.pop("widgets", None)  # as in a test run: the page shows no live widgets
+    nb.metadata[META] = provenance(nb, "make site (nbclient)", time.time() - start, PROFILE)
     _write_atomically(executed_path(path, Path(executed)), nb)
     return notebook, time.time() - start
 
@@ -324,7 +325,8 @@ def landing_page(built: list[Path], metas: dict[Path, dict], partial: bool) -> s
 
     readme = (ROOT / "README.md").read_text()
     title = readme.splitlines()[0]
-    intro = readme.split("\n## ", 1)[0].split("\n", 1)[1].strip()
+    paragraphs = readme.split("\n## ", 1)[0].split("\n", 1)[1].strip().split("\n\n")
+    intro = "\n\n".join(par for par in paragraphs if "make site" not in par)  # not the link to this site
     commands = readme_section(readme, "Two commands").split("\n\n`make lab` prints", 1)[0]
     syllabus = readme_section(readme, "Syllabus")
     table, _, after = syllabus.partition("\n\n")
@@ -370,7 +372,7 @@ def landing_page(built: list[Path], metas: dict[Path, dict], partial: bool) -> s
     if partial:
         missing = [p.relative_to(ROOT).as_posix() for p in lessons() if p not in built]
         parts += ["(not-built)=", "### Not in this build", "",
-                  "A development build (`--only-executed`): these notebooks had no current executed copy: "
+                  "A development build (`--only-executed` or `--only`) leaves out "
                   + ", ".join(f"`{m}`" for m in missing) + ".", ""]
     parts += [toctree("Lessons", [p.relative_to(ROOT).with_suffix("").as_posix() for p in lesson_pages]),
               toctree("Solutions", [p.relative_to(ROOT).with_suffix("").as_posix() for p in solution_pages]),
@@ -402,12 +404,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="development: build only the notebooks with a current executed copy")
     parser.add_argument("--no-execute", action="store_true",
                         help="fail where a notebook has no current copy (make test runs nothing twice)")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="development: build only the notebooks whose file names start with these")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("SITE_JOBS", "2")),
                         help="notebooks executed at a time")
     args = parser.parse_args(argv)
     start = time.time()
     executed = args.executed.resolve()
-    todo = {nb: why for nb in lessons() if (why := staleness(nb, executed))}
+    wanted = [nb for nb in lessons() if not args.only or nb.name.startswith(tuple(args.only))]
+    todo = {nb: why for nb in wanted if (why := staleness(nb, executed))}
     for nb, why in todo.items():
         print(f"make site: {nb.relative_to(ROOT)}: {why}")
     if todo and args.no_execute:
@@ -417,16 +422,17 @@ def main(argv: list[str] | None = None) -> int:
         if still := [nb for nb in todo if staleness(nb, executed)]:
             sys.exit(f"make site: no current executed copy after executing: {still}")
         todo = {}
-    built = [nb for nb in lessons() if nb not in todo]
+    built = [nb for nb in wanted if nb not in todo]
     if not built:
         sys.exit("make site: no notebook has a current executed copy (run make test-cpu)")
-    metas = stage(built, executed, partial=bool(todo))
+    partial = len(built) < len(lessons())
+    metas = stage(built, executed, partial)
     shutil.rmtree(args.out, ignore_errors=True)
     sphinx = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF_DIR), str(STAGE)]
     if subprocess.run([*sphinx, str(args.out)]).returncode:
         sys.exit("make site: sphinx-build failed")
     (args.out / "site-info.json").write_text(json.dumps({
-        "notebooks": [nb.relative_to(ROOT).as_posix() for nb in built], "partial": bool(todo),
+        "notebooks": [nb.relative_to(ROOT).as_posix() for nb in built], "partial": partial,
         "profile": PROFILE, **git_info(),
         "runs": {nb.relative_to(ROOT).as_posix(): meta for nb, meta in metas.items()}}, indent=1) + "\n")
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
