@@ -36,7 +36,6 @@ import shutil
 import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,16 +191,22 @@ def execute(notebook: str, executed: str) -> tuple[str, float]:
 
 
 def execute_missing(notebooks: list[Path], executed: Path, jobs: int) -> None:
+    """Execute the notebooks, `jobs` at a time, each in a fresh Python process; exit listing every failure."""
+    from concurrent.futures import ThreadPoolExecutor
+
     print(f"make site: executing {len(notebooks)} notebook(s) in the {PROFILE} profile, {jobs} at a time")
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(execute, str(nb), str(executed)): nb for nb in notebooks}
-        failed = []
-        for future, nb in futures.items():
-            try:
-                _, seconds = future.result()
-                print(f"make site: executed {nb.relative_to(ROOT)} in {seconds:.0f} s")
-            except Exception as err:  # noqa: BLE001 - report every failing notebook, then stop
-                failed.append(f"{nb.relative_to(ROOT)}: {str(err)[-3000:]}")
+
+    def run(nb: Path) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--execute-one", nb, "--executed", executed]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    failed = []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for nb, done in zip(notebooks, pool.map(run, notebooks), strict=True):
+            if done.returncode:
+                failed.append(f"{nb.relative_to(ROOT)}:\n{(done.stdout + done.stderr)[-3000:]}")
+            else:
+                print(done.stdout.strip())
     if failed:
         sys.exit("make site: these notebooks failed to execute, no site was built:\n" + "\n\n".join(failed))
 
@@ -408,7 +413,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="development: build only the notebooks whose file names start with these")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("SITE_JOBS", "2")),
                         help="notebooks executed at a time")
+    parser.add_argument("--execute-one", type=Path, help=argparse.SUPPRESS)  # execute_missing's worker
     args = parser.parse_args(argv)
+    if args.execute_one:
+        _, seconds = execute(str(args.execute_one), str(args.executed.resolve()))
+        print(f"make site: executed {args.execute_one.resolve().relative_to(ROOT)} in {seconds:.0f} s")
+        return 0
     start = time.time()
     executed = args.executed.resolve()
     wanted = [nb for nb in lessons() if not args.only or nb.name.startswith(tuple(args.only))]
