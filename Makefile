@@ -69,7 +69,7 @@ test: test-cpu test-site test-rehearsal
 
 test-cpu: $(STAMP)
 	$(TEST_ENV) COURSE_PROFILE=cpu COURSE_EXECUTED=$(CURDIR)/$(EXECUTED_DIR) $(PYTEST) \
-	  --deselect tests/test_site.py::test_built_site_in_chromium
+	  --deselect tests/test_site.py::TestBuiltSite
 
 # The website from test-cpu's own run (nothing executes twice), then opened in headless Chromium.
 test-site: $(STAMP)

@@ -169,16 +169,6 @@ def served():
         server.server_close()
 
 
-def test_no_page_shows_error_output(served):
-    """Static check of every page: MyST-NB renders an error output as a `traceback` block."""
-    site, _ = served
-    pages = sorted(site.rglob("*.html"))
-    assert len(pages) > 5
-    bad = [p.relative_to(site).as_posix() for p in pages
-           if re.search(r'class="output traceback|highlight-ipythontb|"ename"', p.read_text())]
-    assert bad == []
-
-
 # The images of a page's cell outputs: how many, and which have not loaded (naturalWidth 0).
 _IMAGES_JS = """
 const imgs = [...document.querySelectorAll('.cell_output img')];
@@ -187,48 +177,60 @@ return {n: imgs.length, complete: imgs.every(i => i.complete),
 """
 
 
-@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromedriver are absent "
-                    "(apt-get install chromium chromium-driver; .ci/run does)")
-def test_built_site_in_chromium(served, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+class TestBuiltSite:
+    """The built site (make test-site runs these; test-cpu, which runs before the site is built, does not)."""
 
-    site, base = served
-    info = json.loads((site / "site-info.json").read_text())
-    lessons = [n for n in info["notebooks"] if "/solutions/" not in n]
-    if not info["partial"]:
-        assert len(info["notebooks"]) == len(build_site.lessons()), info["notebooks"]
-    driver = _chrome()
-    try:
-        driver.get(f"{base}/index.html")
-        assert "LoRA" in driver.find_element(By.CSS_SELECTOR, "article h1").text
-        text = driver.find_element(By.TAG_NAME, "article").text
-        assert "make lab" in text and "make test" in text
-        # The syllabus: one row per lesson, a link to each built one, and each link opens that lesson.
-        rows = driver.find_elements(By.CSS_SELECTOR, "#syllabus table tbody tr")
-        assert len(rows) == len(build_site.lessons()) // 2
-        links = {a.get_attribute("href") for row in rows for a in row.find_elements(By.CSS_SELECTOR, "td a")
-                 if a.get_attribute("href").startswith(base) and "#" not in a.get_attribute("href")}
-        assert len(links) == len(lessons), (links, lessons)
-        driver.save_screenshot(str(tmp_path / "landing.png"))
-        for href in sorted(links):
-            driver.get(href)
-            stem = href.rsplit("/", 1)[1].removesuffix(".html")
-            h1 = driver.find_element(By.CSS_SELECTOR, "article h1").text.replace("#", "").strip()
-            assert h1 == _title(f"notebooks/{stem}.ipynb"), href
-            note = driver.find_element(By.CSS_SELECTOR, "article .admonition").text
-            run = info["runs"][f"notebooks/{stem}.ipynb"]  # the run its outputs come from
-            assert run["profile"] == "cpu" and run["code_sha256"] == build_site.code_sha256(
-                json.loads((ROOT / f"notebooks/{stem}.ipynb").read_text()))
-            assert "cpu profile" in note and run["commit"][:10] in note and run["executed_at"][:10] in note, note
-            assert "predictions" in note, note
-            assert not driver.find_elements(By.CSS_SELECTOR, ".cell_output .traceback"), href
-        # A lesson with plots: every image of its outputs loads.
-        plot = PLOT_LESSON if f"notebooks/{PLOT_LESSON}.ipynb" in info["notebooks"] else Path(lessons[0]).stem
-        driver.get(f"{base}/notebooks/{plot}.html")
-        driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-        state = WebDriverWait(driver, 30).until(lambda d: (s := d.execute_script(_IMAGES_JS))["complete"] and s)
-        assert state["n"] >= 1 and state["broken"] == [], state
-        driver.save_screenshot(str(tmp_path / "lesson.png"))
-    finally:
-        driver.quit()
+    def test_no_page_shows_error_output(self, served):
+        """Static check of every page: MyST-NB renders an error output as a `traceback` block."""
+        site, _ = served
+        pages = sorted(site.rglob("*.html"))
+        assert len(pages) > 5
+        bad = [p.relative_to(site).as_posix() for p in pages
+               if re.search(r'class="output traceback|highlight-ipythontb|"ename"', p.read_text())]
+        assert bad == []
+
+    @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromedriver are absent "
+                        "(apt-get install chromium chromium-driver; .ci/run does)")
+    def test_built_site_in_chromium(self, served, tmp_path):
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        site, base = served
+        info = json.loads((site / "site-info.json").read_text())
+        lessons = [n for n in info["notebooks"] if "/solutions/" not in n]
+        if not info["partial"]:
+            assert len(info["notebooks"]) == len(build_site.lessons()), info["notebooks"]
+        driver = _chrome()
+        try:
+            driver.get(f"{base}/index.html")
+            assert "LoRA" in driver.find_element(By.CSS_SELECTOR, "article h1").text
+            text = driver.find_element(By.TAG_NAME, "article").text
+            assert "make lab" in text and "make test" in text
+            # The syllabus: one row per lesson, a link to each built one, and each link opens that lesson.
+            rows = driver.find_elements(By.CSS_SELECTOR, "#syllabus table tbody tr")
+            assert len(rows) == len(build_site.lessons()) // 2
+            links = {a.get_attribute("href") for row in rows for a in row.find_elements(By.CSS_SELECTOR, "td a")
+                     if a.get_attribute("href").startswith(base) and "#" not in a.get_attribute("href")}
+            assert len(links) == len(lessons), (links, lessons)
+            driver.save_screenshot(str(tmp_path / "landing.png"))
+            for href in sorted(links):
+                driver.get(href)
+                stem = href.rsplit("/", 1)[1].removesuffix(".html")
+                h1 = driver.find_element(By.CSS_SELECTOR, "article h1").text.replace("#", "").strip()
+                assert h1 == _title(f"notebooks/{stem}.ipynb"), href
+                note = driver.find_element(By.CSS_SELECTOR, "article .admonition").text
+                run = info["runs"][f"notebooks/{stem}.ipynb"]  # the run its outputs come from
+                assert run["profile"] == "cpu" and run["code_sha256"] == build_site.code_sha256(
+                    json.loads((ROOT / f"notebooks/{stem}.ipynb").read_text()))
+                assert "cpu profile" in note and run["commit"][:10] in note and run["executed_at"][:10] in note, note
+                assert "predictions" in note, note
+                assert not driver.find_elements(By.CSS_SELECTOR, ".cell_output .traceback"), href
+            # A lesson with plots: every image of its outputs loads.
+            plot = PLOT_LESSON if f"notebooks/{PLOT_LESSON}.ipynb" in info["notebooks"] else Path(lessons[0]).stem
+            driver.get(f"{base}/notebooks/{plot}.html")
+            driver.execute_script("window.scrollTo(0, document.body.scrollHeight)")
+            state = WebDriverWait(driver, 30).until(lambda d: (s := d.execute_script(_IMAGES_JS))["complete"] and s)
+            assert state["n"] >= 1 and state["broken"] == [], state
+            driver.save_screenshot(str(tmp_path / "lesson.png"))
+        finally:
+            driver.quit()
