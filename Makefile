@@ -122,4 +122,4 @@ gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python) tools/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache build/site build/site-src
+	rm -rf $(VENV) .pytest_cache build/site build/site-src build/site-doctrees

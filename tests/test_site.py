@@ -151,7 +151,9 @@ def _chrome():
 
 
 def _title(notebook: str) -> str:
-    return json.loads((ROOT / notebook).read_text())["cells"][0]["source"][0].lstrip("# ").strip()
+    """A notebook's title as a page shows it: its first line, without the '# ' and the Markdown marks."""
+    line = json.loads((ROOT / notebook).read_text())["cells"][0]["source"][0]
+    return re.sub(r"[`*]", "", line.lstrip("# ")).strip()
 
 
 @pytest.fixture
@@ -188,6 +190,28 @@ class TestBuiltSite:
         bad = [p.relative_to(site).as_posix() for p in pages
                if re.search(r'class="output traceback|highlight-ipythontb|"ename"', p.read_text())]
         assert bad == []
+
+    def test_every_link_between_pages_resolves(self, served):
+        """Every relative link of every page names a file of the site and, with an anchor, an id on that page."""
+        site, _ = served
+        ids: dict[Path, set[str]] = {}
+        broken = []
+        for page in sorted(site.rglob("*.html")):
+            for href in re.findall(r'<a [^>]*href="([^"]+)"', page.read_text()):
+                if re.match(r"^[a-z][a-z0-9+.-]*:|^#$", href):
+                    continue
+                path, _, anchor = href.partition("#")
+                target = (page.parent / path).resolve() if path else page
+                if target.is_dir():
+                    target = target / "index.html"
+                if not target.exists():
+                    broken.append(f"{page.relative_to(site)} -> {href}")
+                elif anchor and target.suffix == ".html":
+                    if target not in ids:
+                        ids[target] = set(re.findall(r'\bid="([^"]+)"', target.read_text()))
+                    if anchor not in ids[target]:
+                        broken.append(f"{page.relative_to(site)} -> {href}")
+        assert broken == []
 
     @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Chromium and chromedriver are absent "
                         "(apt-get install chromium chromium-driver; .ci/run does)")

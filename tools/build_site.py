@@ -438,7 +438,8 @@ def main(argv: list[str] | None = None) -> int:
     partial = len(built) < len(lessons())
     metas = stage(built, executed, partial)
     shutil.rmtree(args.out, ignore_errors=True)
-    sphinx = [sys.executable, "-m", "sphinx", "-b", "html", "-q", "-c", str(CONF_DIR), str(STAGE)]
+    doctrees = ["-d", str(STAGE.parent / "site-doctrees")]  # Sphinx's cache, not published with the pages
+    sphinx = [sys.executable, "-m", "sphinx", "-b", "html", "-q", *doctrees, "-c", str(CONF_DIR), str(STAGE)]
     if subprocess.run([*sphinx, str(args.out)]).returncode:
         sys.exit("make site: sphinx-build failed")
     (args.out / "site-info.json").write_text(json.dumps({
