@@ -37,7 +37,7 @@ DRIVER = shutil.which("chromedriver")
 
 def _nbval_run(nb, tmp_path, outcomes, notebook=NOTEBOOK):
     """Feed capture_cell what nbval hands it for each code cell: (item, report) with the given outcomes."""
-    parent = SimpleNamespace(nodeid=f"notebooks/{notebook.name}", nb=nb, fspath=str(notebook))
+    parent = SimpleNamespace(nodeid=f"fake-nbval-run/{notebook.name}", nb=nb, fspath=str(notebook))
     code = [c for c in nb.cells if c.cell_type == "code"]
     for num, (_cell, outcome) in enumerate(zip(code, outcomes, strict=True)):
         outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"cell {num}\n")]

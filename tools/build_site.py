@@ -70,10 +70,12 @@ def code_sha256(nb: dict) -> str:
 
 def course_utils_sha256() -> str:
     """Hash of the helper package's files (code and sample data): what every notebook's outputs depend on."""
+    listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z", "course_utils"], capture_output=True)
+    tracked = [ROOT / name for name in listed.stdout.decode().split("\0") if name]  # not caches a run leaves
+    files = tracked or [p for p in (ROOT / "course_utils").rglob("*") if "__pycache__" not in p.parts]
     h = hashlib.sha256()
-    for path in sorted((ROOT / "course_utils").rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts:
-            h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    for path in sorted(p for p in files if p.is_file()):
+        h.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
