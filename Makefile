@@ -29,10 +29,15 @@ BF16_NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 PEAKS_DIR := .pytest_cache/ledger-peaks
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+# The cpu stage keeps each passing notebook's executed outputs here (conftest.py); `make site` builds the
+# website from them (tools/build_site.py executes only notebooks without a current copy). SITE_ARGS=--only-executed
+# builds just the notebooks that have one.
+EXECUTED_DIR := .pytest_cache/executed
+SITE_ARGS ?=
 
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: lab test test-cpu test-rehearsal rehearse peaks test-unit test-notebooks lint strip sync clean cache gpu-check help
+.PHONY: lab test test-cpu test-site site test-rehearsal rehearse peaks test-unit test-notebooks lint strip sync clean cache gpu-check help
 
 help:
 	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
@@ -40,6 +45,7 @@ help:
 	@echo "              then every notebook under the T4 rehearsal and the training ones under the A100 one"
 	@echo "make rehearse REHEARSAL=l4-rehearsal - run every notebook under one profile"
 	@echo "make peaks  - rerun the rehearsals and write their memory-ledger peaks into the headers"
+	@echo "make site   - build the course website (build/site) with every notebook's executed cpu outputs"
 	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
 	@echo "make strip  - remove outputs from the notebooks before committing"
 	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
@@ -59,10 +65,19 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constrai
 lab: $(STAMP)
 	$(PY) tools/lab.py --host=$(HOST) --port=$(PORT) $(if $(NO_BROWSER),--no-browser) $(LAB_ARGS)
 
-test: test-cpu test-rehearsal
+test: test-cpu test-site test-rehearsal
 
 test-cpu: $(STAMP)
-	$(TEST_ENV) COURSE_PROFILE=cpu $(PYTEST)
+	$(TEST_ENV) COURSE_PROFILE=cpu COURSE_EXECUTED=$(CURDIR)/$(EXECUTED_DIR) $(PYTEST) \
+	  --deselect tests/test_site.py::TestBuiltSite
+
+# The website from test-cpu's own run (nothing executes twice), then opened in headless Chromium.
+test-site: $(STAMP)
+	$(PY) tools/build_site.py --no-execute --executed $(EXECUTED_DIR)
+	$(TEST_ENV) COURSE_SITE_DIR=$(CURDIR)/build/site $(PY) -m pytest -q tests/test_site.py
+
+site: $(STAMP)
+	$(PY) tools/build_site.py --executed $(EXECUTED_DIR) $(SITE_ARGS)
 
 test-rehearsal: $(STAMP)
 	rm -rf $(PEAKS_DIR) && mkdir -p $(PEAKS_DIR)
@@ -109,4 +124,4 @@ gpu-check:
 	$(if $(wildcard $(PY)),$(PY),python) tools/gpu_check.py --out $(GPU_CHECK_OUT)
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build/site build/site-src build/site-doctrees

@@ -1,5 +1,7 @@
 """Repository-wide pytest hooks: name the profile, print how long each notebook took, and (in the
-rehearsals, when COURSE_LEDGER_PEAKS names a directory) save each notebook's memory-ledger peak there."""
+rehearsals, when COURSE_LEDGER_PEAKS names a directory) save each notebook's memory-ledger peak there;
+when COURSE_EXECUTED names a directory (make test's cpu stage), keep each notebook's executed outputs
+there for `make site` (tools/build_site.py)."""
 
 import os
 from collections import defaultdict
@@ -43,3 +45,14 @@ def pytest_runtest_teardown(item, nextitem):
     path = Path(out) / f"{Path(str(item.parent.fspath)).stem}.{os.environ.get('COURSE_PROFILE', '')}.json"
     code = f"from course_utils import ledger as _ledger\n_ledger.current().save_peak({str(path)!r})"
     kernel.await_reply(kernel.execute_cell_input(code, allow_stdin=False), timeout=60)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Hand each notebook cell's outputs to tools/build_site.py (keeps notebooks whose cells all passed)."""
+    report = (yield).get_result()
+    out = os.environ.get("COURSE_EXECUTED")
+    if out and hasattr(item, "test_outputs") and (call.when == "call" or report.failed):
+        from tools.build_site import capture_cell
+
+        capture_cell(item, report, out)
