@@ -55,11 +55,12 @@ class Profile:
     batch_size: int = 4
     grad_accum: int = 1
     max_new_tokens: int = 64
+    # a real run of this profile's models has measured the quality claims that only SmolLM2 has shown
+    # (cpu: make test runs it); False on the GPU profiles until a GPU run has (stats.check_claim)
+    quality_measured: bool = False
     notes: str = ""
     # roles whose bf16-trained weights load in fp32 under fp16 autocast (fp16 overflows), where they fit
     fp32_weight_roles: tuple = ()
-    # its quality claims (a loss fell, a score rose) were measured on its real models; else printed only
-    quality_measured: bool = False
 
     @property
     def dtype(self) -> torch.dtype:

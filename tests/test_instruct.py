@@ -109,7 +109,12 @@ def test_clamp_split_keeps_request_that_fits_and_shrinks_one_that_does_not(capsy
 
 
 def test_load_guanaco_clamps_a_slice_past_the_data_set(monkeypatch, capsys):
+    import course_utils.instruct as instruct
+
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
-    rows, _ = load_guanaco(get_profile("cpu"), n_rows=GUANACO_ROWS + 200)
+    asked = []  # the slice the Hub is asked for: past the set's 1,000 rows, datasets would raise
+    monkeypatch.setattr(instruct, "hub_allowed", lambda profile: True)
+    monkeypatch.setattr(instruct, "hub_guanaco", lambda n: asked.append(n) or [{"text": "<s>[INST] q [/INST] a </s>"}] * n)
+    rows, source = load_guanaco(get_profile("cpu"), n_rows=GUANACO_ROWS + 200)
     assert f"asked for {GUANACO_ROWS + 200:,}, loading {GUANACO_ROWS:,}" in capsys.readouterr().out
-    assert 0 < len(rows) <= GUANACO_ROWS
+    assert asked == [GUANACO_ROWS] and len(rows) == GUANACO_ROWS and source == "Hugging Face Hub"

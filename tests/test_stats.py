@@ -56,6 +56,22 @@ def test_check_claim_asserts_on_real_weights_only(capsys):
     assert "not asserted" in capsys.readouterr().out
 
 
+def test_check_claim_prints_a_smollm2_only_claim_where_no_run_measured_it(capsys):
+    from course_utils.profiles import with_overrides
+
+    with pytest.raises(AssertionError):  # the cpu profile's SmolLM2 runs measured it: asserted
+        check_claim(PROFILES["cpu"], False, "format learned", smollm2_only=True)
+    capsys.readouterr()
+    t4 = with_overrides(PROFILES["t4-rehearsal"], rehearsal=False)  # the t4 recipe as a real GPU runs it
+    assert check_claim(t4, False, "format learned", smollm2_only=True) is False
+    assert "not yet measured on t4" in capsys.readouterr().out
+    with pytest.raises(AssertionError):  # a claim not marked SmolLM2-only stays asserted on a GPU profile
+        check_claim(t4, False, "the loss fell")
+    measured = with_overrides(t4, quality_measured=True)  # once a GPU run has measured it: asserted
+    with pytest.raises(AssertionError):
+        check_claim(measured, False, "format learned", smollm2_only=True)
+
+
 def test_paired_ratio_bootstrap_is_a_micro_average_change():
     from course_utils.stats import paired_ratio_bootstrap
 
