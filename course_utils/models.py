@@ -332,6 +332,30 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     return model
 
 
+def keep_head_in_compute_dtype(model, dtype: torch.dtype) -> bool:
+    """Cast an untied output head back to the compute dtype after ``prepare_model_for_kbit_training``.
+
+    peft's preparation casts every unquantized weight to fp32, the head included: 2.1 GB for
+    Llama-3.1-8B's 128256 x 4096 head, where its checkpoint had 1.05 GB. The head is frozen, and under
+    16-bit autocast (the Trainer's ``fp16``/``bf16``) its matmul runs on a 16-bit copy of the fp32 weight
+    anyway, a copy that is saved for backward: 1.05 GB more. Kept in the compute dtype it gives the
+    same logits bit for bit (fp16/bf16 -> fp32 -> fp16/bf16 is exact) and needs neither. Outside
+    autocast (``generate`` after training) the fp32 hidden states from the upcast final norm are cast to
+    the head's dtype on the way in (a forward pre-hook), as autocast would. A tied head is the input
+    embedding too, whose fp32 output feeds the residual stream: it is left as it is.
+    Returns whether the head was cast (False when tied, already in ``dtype``, or ``dtype`` is fp32).
+    """
+    head = model.get_output_embeddings()
+    emb = model.get_input_embeddings()
+    if head is None or dtype == torch.float32 or head.weight.dtype == dtype or head.weight is emb.weight:
+        return False
+    head.to(dtype)
+    if not getattr(head, "_course_casts_input", False):
+        head.register_forward_pre_hook(lambda m, args: (args[0].to(m.weight.dtype), *args[1:]))
+        head._course_casts_input = True
+    return True
+
+
 @torch.no_grad()
 def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs) -> str:
     """Answer a chat (a list of role/content dicts, or one user string) through the chat template."""
