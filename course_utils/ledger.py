@@ -404,10 +404,8 @@ def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: i
     weights = estimate_footprint(real, quantization, kept)
     trainable = lora_param_count(real, target_modules, r)
     head = real.get_output_embeddings()
-    fp32_frozen = set()
-    if not quantization and kept == torch.float32:  # an fp32 base: every linear is a frozen fp32 weight
-        fp32_frozen = fp32_matmul_weights(real.requires_grad_(False))
-    elif kept == torch.float32 and head is not None:
+    fp32_frozen = set()  # an unquantized base in the compute dtype has no fp32 weight for autocast to copy
+    if quantization and kbit_upcast and head is not None:
         if head_upcast or head.weight is real.get_input_embeddings().weight:  # a tied head stays fp32
             fp32_frozen = {name for name, m in real.named_modules() if m is head}
         else:  # models.keep_head_in_compute_dtype: the head back in the compute dtype
