@@ -29,8 +29,13 @@ How a notebook uses it::
   ``device_map="cpu"`` counts as host RAM.
 - ``ledger.training(model, batch_size, seq_len, gradient_checkpointing, optim, trainable_params=None)``:
   enter a training run's trainable weights, gradients, optimizer state, activations, logits, less
-  what those three never hold at the same time (``memory.step_peak_bytes``), and the CUDA context;
-  call it before ``trainer.train()`` (again before another run: it replaces the last).
+  what those three never hold at the same time (``memory.step_peak_bytes``), the 16-bit copies that
+  the profile's fp16/bf16 autocast makes of fp32 weights (``memory.autocast_copy_bytes``: 1.05 GB for
+  an fp32 Llama-3.1-8B head, none when ``models.keep_head_in_compute_dtype`` keeps it in 16 bits), and
+  the CUDA context; call it before ``trainer.train()`` (again before another run: it replaces the last).
+  ``seq_len`` is the longest sequence the run can meet: the recipe's cap (``max_length`` of the trainer,
+  ``profile.max_seq_len``), never a length measured on the data, which a rehearsal measures with its
+  stand-in tokenizer on the shipped sample and which real data on the real tokenizer can exceed.
   For a model that is not a peft model, pass the real-scale ``trainable_params``.
 - ``ledger.enter(name, nbytes, device, owner=None)``: anything else (a dequantized copy, ...);
   leaves with ``owner`` or by ``ledger.leave(entry)``.
@@ -52,10 +57,14 @@ import torch
 
 from .memory import (
     CUDA_CONTEXT_BYTES,
+    autocast_copy_bytes,
     estimate_footprint,
     fmt_bytes,
+    fp32_matmul_weights,
+    layer_pattern,
     lora_param_count,
     meta_model,
+    quantizable_linears,
     shipped_config,
     training_bill_parts,
 )
@@ -108,12 +117,18 @@ def real_scale_model(model, model_id: str):
     return meta_model(model.config)
 
 
-def _float_dtype(model) -> torch.dtype:
-    """The dtype the unquantized weights are in now (fp32 after ``prepare_model_for_kbit_training``)."""
-    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    if emb is not None and emb.weight.is_floating_point():
-        return emb.weight.dtype
-    return next(p.dtype for p in model.parameters() if p.is_floating_point())
+def _upcast_bytes(model, real, quantization: str, dtype: torch.dtype) -> float:
+    """Extra bytes of the unquantized weights that are fp32 now (``prepare_model_for_kbit_training``
+    casts them from ``dtype``; ``models.keep_head_in_compute_dtype`` casts the head back), at real scale.
+
+    Matched by name with the layer index taken out, so each real weight is billed in the dtype its
+    counterpart has in ``model`` (a rehearsal's tiny copy).
+    """
+    fp32 = {layer_pattern(n) for n, p in _base(model).named_parameters() if p.dtype == torch.float32}
+    quantized = {id(m.weight) for m in quantizable_linears(real).values()} if quantization else set()
+    extra = 4 - torch.tensor([], dtype=dtype).element_size()
+    return float(sum(p.numel() * extra for n, p in real.named_parameters()
+                     if id(p) not in quantized and layer_pattern(n) in fp32))
 
 
 def _base(model):
@@ -203,9 +218,7 @@ class Ledger:
         est = estimate_footprint(real, info["quantization"], dtype, info["double_quant"])
         parts = {"weights": est["weights"], "quant_constants": est["quant_constants"]}
         if info["quantization"] and dtype != torch.float32:
-            up = estimate_footprint(real, info["quantization"], torch.float32, info["double_quant"])
-            parts["weights"], parts["fp32_upcasts"] = est["weights"], up["weights"] - est["weights"]
-            parts["fp32_upcasts"] *= _float_dtype(model) == torch.float32
+            parts["fp32_upcasts"] = _upcast_bytes(model, real, info["quantization"], dtype)
         return parts
 
     def refresh(self, model) -> None:
@@ -223,9 +236,11 @@ class Ledger:
 
     def training(self, model, batch_size: int, seq_len: int, gradient_checkpointing: bool,
                  optim: str = "adamw_torch", trainable_params: int | None = None) -> int | None:
-        """Enter a training run of ``model``: trainable weights, grads, optimizer, activations, logits.
+        """Enter a training run of ``model``: trainable weights, grads, optimizer, activations, logits,
+        autocast's weight copies.
 
-        Call before ``trainer.train()``; a second call for the same model replaces the first.
+        ``seq_len``: the longest sequence the run can meet (its cap; see the module docstring). Call
+        before ``trainer.train()``; a second call for the same model replaces the first.
         """
         if not self.active:
             return None
@@ -242,6 +257,12 @@ class Ledger:
         dropout = any(getattr(c, "lora_dropout", 0) for c in peft_configs.values()) or not peft_configs
         parts = training_bill_parts(real.config, trainable_params, batch_size, seq_len,
                                      gradient_checkpointing, optim, info["dtype"], dropout)
+        # the Trainer's mixed precision follows the profile (precision.trainer_precision): 16-bit autocast
+        fp32_frozen = fp32_matmul_weights(model)
+        if info["quantization"]:  # at real scale these are int8/4-bit, whatever a stand-in holds
+            fp32_frozen -= {layer_pattern(n) for n in quantizable_linears(real)}
+        parts["autocast_copies"] = autocast_copy_bytes(real, fp32_frozen, self.profile.dtype,
+                                                       trainable_params, gradient_checkpointing)
         parts["cuda_context"] = CUDA_CONTEXT_BYTES
         name = (f"training {info['model_id'].removeprefix(TINY_PREFIX)}: batch {batch_size} x {seq_len} "
                 f"tokens, checkpointing {'on' if gradient_checkpointing else 'off'}, {optim}")
@@ -369,20 +390,32 @@ def _real_trainable(model, real, model_id: str) -> int:
 def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
                         batch_size: int, seq_len: int, gradient_checkpointing: bool,
                         optim: str = "adamw_torch", lora_dropout: bool = True,
-                        kbit_upcast: bool = True) -> dict[str, float]:
+                        kbit_upcast: bool = True, head_upcast: bool = False) -> dict[str, float]:
     """The real-scale bill of LoRA training on a base in ``quantization`` (None: unquantized ``dtype``).
 
     ``real`` is the model's module tree (on the meta device). The weights are counted as training holds
     them: with ``kbit_upcast`` the unquantized parts of a quantized base (norms, embeddings, head) in fp32,
-    as ``prepare_model_for_kbit_training`` leaves them; then the adapter's weights, gradients and
-    optimizer state, activations and logits (``memory.training_bill_parts``) and the CUDA context.
+    as ``prepare_model_for_kbit_training`` leaves them, but an untied head back in the compute dtype
+    (``models.keep_head_in_compute_dtype``, as the course does; ``head_upcast=True``: left in fp32);
+    then the adapter's weights, gradients and optimizer state, activations and logits
+    (``memory.training_bill_parts``), the 16-bit copies autocast makes of fp32 weights
+    (``memory.autocast_copy_bytes``; an fp32 head's copy is 1.05 GB for Llama-3.1-8B) and the CUDA context.
     """
     kept = torch.float32 if quantization and kbit_upcast else dtype
     weights = estimate_footprint(real, quantization, kept)
     trainable = lora_param_count(real, target_modules, r)
+    head = real.get_output_embeddings()
+    fp32_frozen = set()  # an unquantized base in the compute dtype has no fp32 weight for autocast to copy
+    if quantization and kbit_upcast and head is not None:
+        if head_upcast or head.weight is real.get_input_embeddings().weight:  # a tied head stays fp32
+            fp32_frozen = {name for name, m in real.named_modules() if m is head}
+        else:  # models.keep_head_in_compute_dtype: the head back in the compute dtype
+            weights["weights"] -= head.weight.numel() * (4 - torch.tensor([], dtype=dtype).element_size())
     return {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
             **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing, optim,
                                   dtype, lora_dropout),
+            "autocast_copies": autocast_copy_bytes(real, fp32_frozen, dtype, trainable,
+                                                   gradient_checkpointing),
             "cuda_context": CUDA_CONTEXT_BYTES}
 
 

@@ -504,6 +504,61 @@ def training_state_bytes(config, trainable_params: int, batch_size: int, seq_len
     }
 
 
+def layer_pattern(name: str) -> str:
+    """A module's name with peft's wrappers and the layer index taken out: ``model.layers.*.mlp.up_proj``."""
+    parts = [p for p in name.removeprefix("base_model.model.").split(".") if p != "base_layer"]
+    return ".".join("*" if p.isdigit() else p for p in parts)
+
+
+def fp32_matmul_weights(model: nn.Module) -> set[str]:
+    """Name patterns (``layer_pattern``) of the frozen fp32 ``nn.Linear`` weights of ``model``.
+
+    Under 16-bit autocast each of them is cast to a 16-bit copy at every matmul it feeds; quantized
+    linears (bitsandbytes' int8/4-bit weights are not fp32) and trainable weights (``autocast_copy_bytes``
+    counts those from the trainable count) are left out, and so are peft's adapter layers.
+    """
+    out = set()
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if (isinstance(m, nn.Linear) and w is not None and w.dtype == torch.float32 and not w.requires_grad
+                and ".lora_" not in f".{name}"):
+            out.add(layer_pattern(name))
+    return out
+
+
+def autocast_copy_bytes(real: nn.Module, fp32_frozen: set[str], compute_dtype: torch.dtype,
+                        trainable_params: int, gradient_checkpointing: bool) -> float:
+    """Bytes of the 16-bit weight copies autocast holds at a training step's peak, at ``real``'s scale.
+
+    Under ``torch.autocast`` in fp16/bf16 a matmul with an fp32 weight runs on a 16-bit copy of it.
+    A trainable fp32 weight (a LoRA matrix, a fully fine-tuned weight) is cast once per forward and
+    kept in autocast's cache until the forward ends; a frozen one is cast at every call, and its copy
+    is saved for backward (the gradient of the layer's input is computed with it). After
+    ``prepare_model_for_kbit_training`` the output head is such a frozen fp32 weight: Llama-3.1-8B's
+    128256 x 4096 head makes a 1.05 GB fp16 copy. With gradient checkpointing a decoder layer's saved
+    tensors are dropped and recomputed one layer at a time: the copies inside the layers count for one
+    layer, those outside (the head) in full. ``fp32_frozen`` names the frozen fp32 linears
+    (``fp32_matmul_weights`` of the model that trains); ``real`` is the module tree the bill is for.
+    Zero in fp32 (no autocast). Checked against torch's allocations in ``tests/test_ledger.py``.
+    """
+    elem = torch.tensor([], dtype=compute_dtype).element_size()
+    if elem >= 4:
+        return 0.0
+    outside = inside = 0.0
+    layer_bytes: dict[str, float] = defaultdict(float)
+    for name, m in real.named_modules():
+        if isinstance(m, nn.Linear) and layer_pattern(name) in fp32_frozen:
+            nbytes = m.weight.numel() * elem
+            if "*" in layer_pattern(name):
+                inside += nbytes
+                layer_bytes[name.split(".")[layer_pattern(name).split(".").index("*")]] += nbytes
+            else:
+                outside += nbytes
+    if gradient_checkpointing:
+        inside = max(layer_bytes.values(), default=0.0)
+    return outside + inside + trainable_params * elem
+
+
 def training_bill_parts(config, trainable_params: int, batch_size: int, seq_len: int,
                         gradient_checkpointing: bool, optim: str = "adamw_torch",
                         dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> dict[str, float]:

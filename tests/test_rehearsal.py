@@ -208,3 +208,37 @@ def test_shipped_smollm2_config_is_the_cpu_profiles_model():
     assert shipped.rope_parameters["rope_theta"] == cpu.rope_parameters["rope_theta"]
     assert shipped.rms_norm_eps == pytest.approx(cpu.rms_norm_eps, rel=1e-6)
     assert sum(p.numel() for p in meta_model(shipped).parameters()) == 134_515_008
+
+
+def test_fp16_accelerator_on_the_cpu_runs_autocast_and_a_grad_scaler():
+    """After enable_cpu_mixed_precision (load_model calls it in a rehearsal) accelerate trains fp16 on the CPU
+    as on a GPU: the forward under fp16 autocast, the loss scaled, a step with inf gradients skipped."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from course_utils.rehearsal import enable_cpu_mixed_precision
+
+    assert enable_cpu_mixed_precision() and enable_cpu_mixed_precision()  # idempotent
+    AcceleratorState._reset_state(True)
+    try:
+        accelerator = Accelerator(cpu=True, mixed_precision="fp16")
+        assert accelerator.native_amp and isinstance(accelerator.scaler, torch.amp.GradScaler)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 8))  # fp32 master weights, as a GPU run keeps them
+        seen = []
+        model[0].register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        model, opt = accelerator.prepare(model, opt)
+        layer, x = model[0], torch.randn(4, 8)
+        assert model(x).dtype == torch.float32 and seen == [torch.float16]  # an fp16 matmul inside, fp32 out
+        scale = accelerator.scaler.get_scale()
+        before = layer.weight.detach().clone()
+        accelerator.backward(model(x).sum() * float("inf"))  # overflowing gradients
+        opt.step()
+        opt.zero_grad()
+        assert opt.step_was_skipped and torch.equal(layer.weight, before)  # the inf check skipped the step
+        assert accelerator.scaler.get_scale() == scale / 2  # and the scale backed off
+        accelerator.backward(model(x).pow(2).mean())
+        opt.step()
+        assert not opt.step_was_skipped and not torch.equal(layer.weight, before)
+    finally:
+        AcceleratorState._reset_state(True)
