@@ -71,11 +71,9 @@ def plan(profile_name: str) -> dict:
 
 def pinned(packages, constraints: Path = ROOT / "constraints.txt") -> list[str]:
     """``name==version`` for each package, at the version constraints.txt pins."""
-    pins = {}
-    for line in constraints.read_text().splitlines():
-        name, sep, version = line.split("#")[0].strip().partition("==")
-        if sep:
-            pins[name.lower()] = version.strip()
+    from tools.colab_resolve import tested_pins_of
+
+    pins = tested_pins_of(constraints)
     missing = [p for p in packages if p not in pins]
     if missing:
         raise SystemExit(f"constraints.txt pins no version of {', '.join(missing)}")
