@@ -38,7 +38,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import re
 import sys
 import time
 from pathlib import Path
@@ -494,10 +493,9 @@ def guide_block(result: dict) -> str:
 
 def with_block(text: str, body: str) -> str:
     """Replace the text between the gpu-check markers by ``body`` (appending the markers if missing)."""
-    block = f"{START}\n{body}\n{END}"
-    if START in text:
-        return re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    return text.rstrip("\n") + "\n\n" + block + "\n"
+    from tools.runtime_table import with_block as with_marked_block
+
+    return with_marked_block(text, body, START, END)
 
 
 def _measured(result: dict, allow_cpu: bool) -> dict:

@@ -91,11 +91,11 @@ def memory_cell(peak: dict) -> str:
     return f" *ledger prediction:* ≈ {peak['gpu']:.1f} GB GPU{host} "
 
 
-def with_block(text: str, block: str) -> str:
+def with_block(text: str, block: str, start: str = START, end: str = END) -> str:
     """Replace the text between the markers by ``block`` (appending the markers if missing)."""
-    body = f"{START}\n{block}\n{END}"
-    if START in text:
-        return re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: body, text, flags=re.S)
+    body = f"{start}\n{block}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: body, text, flags=re.S)
     return text.rstrip("\n") + "\n\n" + body + "\n"
 
 
