@@ -43,16 +43,21 @@ def load_peaks() -> dict:
     return json.loads(PEAKS.read_text()) if PEAKS.exists() else {}
 
 
-def recorded_peaks(directory: Path) -> dict:
-    """Read the peaks the rehearsal kernels saved (``<notebook>.<profile>.json``), in GB to 0.1."""
-    found: dict = {}
+def _records(directory: Path):
+    """(notebook, data) of each ledger record a T4/A100 rehearsal kernel saved for a header's notebook."""
     for path in sorted(Path(directory).glob("*.json")):
         notebook = path.name.split(".")[0]
         if notebook not in PEAK_NOTEBOOKS:
             continue  # solutions and notebook 10
         data = json.loads(path.read_text())
-        if data["target"] not in ("t4", "a100"):
-            continue  # the headers have T4 and A100 rows (the cpu profile keeps no ledger)
+        if data["target"] in ("t4", "a100"):  # the headers' rows (the cpu profile keeps no ledger)
+            yield notebook, data
+
+
+def recorded_peaks(directory: Path) -> dict:
+    """Read the peaks the rehearsal kernels saved (``<notebook>.<profile>.json``), in GB to 0.1."""
+    found: dict = {}
+    for notebook, data in _records(directory):
         found.setdefault(notebook, {})[data["target"]] = {d: round(data[d] / 1e9, 1) for d in ("gpu", "host")}
     return found
 
@@ -61,10 +66,8 @@ def recorded_loads(directory: Path) -> dict:
     """{notebook: {target: loads}}: how often each rehearsal kernel loaded its notebook's main model (or a
     checkpoint it saved of it), from the ``loads`` the kernel's ledger recorded for each ``load_model``."""
     found: dict = {}
-    for path in sorted(Path(directory).glob("*.json")):
-        notebook = path.name.split(".")[0]
-        data = json.loads(path.read_text())
-        if notebook not in PEAK_NOTEBOOKS or data["target"] not in ("t4", "a100") or "loads" not in data:
+    for notebook, data in _records(directory):
+        if "loads" not in data:
             continue
         model = main_model_id(notebook, PROFILES[data["target"]])
         # a checkpoint the notebook saved itself (07's merged model under outputs/) is a load of its model too
