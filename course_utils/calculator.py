@@ -1,18 +1,16 @@
 """Memory calculator: the training bill of a model at real scale, and which GPU it fits.
 
 ``memory_bill(...)`` is a pure function (tests call it headless); ``memory_calculator()`` wraps it in
-ipywidgets for a notebook. Both enter the bill into a fresh ``Ledger`` of each GPU profile, so the
-calculator and the rehearsals use the same arithmetic and the same budgets (T4 14 GB, L4 21 GB,
-A100 38 GB of GPU memory).
+ipywidgets for a notebook. The bill is ``memory.lora_training_parts``, the arithmetic the rehearsals'
+memory ledger uses, and it is compared with the same budgets (``memory.GPU_BUDGET_GB``: T4 14 GB,
+L4 21 GB, A100 38 GB of GPU memory).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .ledger import Ledger, MemoryBudgetError, _real_meta, lora_training_parts
-from .memory import fmt_bytes, lora_param_count
-from .profiles import PROFILES
+from .memory import GPU_BUDGET_GB, fmt_bytes, lora_param_count, lora_training_parts, real_meta
 
 PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
               "int8": ("int8", torch.float16), "nf4": ("nf4", torch.bfloat16)}
@@ -30,19 +28,13 @@ def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: s
     ``prepare_model_for_kbit_training`` when ``kbit_upcast`` is set (as the course's notebooks do).
     """
     quant, dtype = PRECISIONS[precision]
-    real = _real_meta(model_id)
+    real = real_meta(model_id)
     trainable = lora_param_count(real, target_modules, r)
     parts = lora_training_parts(real, quant, dtype, r, target_modules, batch_size, seq_len,
                                 gradient_checkpointing, optim, kbit_upcast=kbit_upcast)
-    fits = {}
-    for gpu in GPUS:
-        book = Ledger(PROFILES[f"{gpu}-rehearsal"])
-        try:
-            book.enter(f"{model_id} ({precision}) training", parts, "gpu", kind="training")
-            fits[gpu] = True
-        except MemoryBudgetError:
-            fits[gpu] = False
-    return {"parts": parts, "total": sum(parts.values()), "trainable_params": trainable, "fits": fits}
+    total = sum(parts.values())
+    fits = {gpu: total <= GPU_BUDGET_GB[gpu] * 1e9 for gpu in GPUS}
+    return {"parts": parts, "total": total, "trainable_params": trainable, "fits": fits}
 
 
 def format_bill(bill: dict) -> str:
@@ -58,7 +50,7 @@ def memory_calculator(model_id: str = "meta-llama/Llama-3.1-8B-Instruct"):
     """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell)."""
     import ipywidgets as widgets
 
-    linear_names = sorted({name.split(".")[-1] for name, m in _real_meta(model_id).named_modules()
+    linear_names = sorted({name.split(".")[-1] for name, m in real_meta(model_id).named_modules()
                            if isinstance(m, torch.nn.Linear) and name != "lm_head"})
 
     def show(precision, r, targets, batch_size, seq_len, gradient_checkpointing, optim):

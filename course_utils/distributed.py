@@ -300,18 +300,14 @@ def dtype_rtol(dtype: torch.dtype, steps: int = 1) -> float:
     return max(1e-4, 20 * eps) * math.sqrt(steps) if dtype == torch.float32 else 4 * eps * math.sqrt(steps)
 
 
-def lora_model(model_id: str, dtype: torch.dtype, device: torch.device | str, r: int, alpha: int,
-               target_modules, seed: int):
-    """Load a base model on ``device`` and add a LoRA adapter initialised from ``seed``.
+def add_seeded_lora(base, r: int, alpha: int, target_modules, seed: int):
+    """Add a LoRA adapter initialised from ``seed`` to a loaded base model, in training mode.
 
     Dropout is 0: a dropout mask is drawn from each process's own random stream, so with it a
     2-process run could not reproduce the single-process curve (and is not meant to).
     """
     from peft import LoraConfig, get_peft_model
 
-    from .models import load_model
-
-    base = load_model(model_id, dtype=dtype, device_map={"": str(device)})
     torch.manual_seed(seed)  # LoRA's A matrices are drawn here: the same seed gives the same adapter
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(target_modules),
                         task_type="CAUSAL_LM")

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -295,13 +296,11 @@ def shipped_config(model_id: str):
 
     The course ships the config.json of each GPU-profile model (a few KB) so estimates for
     Llama-3.1-8B work offline and on machines that will never download the weights.
-    ``course_utils.load_config`` (in models.py, since it may have to resolve a local model) tries
-    this first. This module imports only the leaf module ``downloads`` of ``course_utils``:
-    it sits at the bottom.
+    ``course_utils.load_config`` tries this first.
     """
     from transformers import AutoConfig
 
-    from .downloads import original_of  # a leaf module: an ungated mirror uses its original's config
+    from .registry import original_of  # an ungated mirror uses its original's config
 
     shipped = _CONFIG_DIR / (original_of(model_id).replace("/", "__") + ".json")
     if not shipped.exists():
@@ -317,6 +316,17 @@ def meta_model(config) -> nn.Module:
 
     with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config)
+
+
+@lru_cache(maxsize=8)
+def real_meta(real_id: str):
+    """The real model's module tree on the meta device (cached: an 8B tree takes ~2 s to build)."""
+    config = shipped_config(real_id)
+    if config is None:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(real_id)
+    return meta_model(config)
 
 
 def quantizable_linears(model: nn.Module) -> dict[str, nn.Linear]:
@@ -398,6 +408,10 @@ def training_memory_bill(config, method: str, r: int = 16,
 
 
 # ----------------------------------------------------------------------------- a training run
+
+GPU_BUDGET_GB = {"t4": 14.0, "l4": 21.0, "a100": 38.0}
+"""What a run may hold on each course GPU (GB = 1e9 bytes): the card's memory less headroom for the
+allocator's cache. The GPU profiles and their rehearsals' memory ledger enforce the same numbers."""
 
 CUDA_CONTEXT_BYTES = 0.8e9
 """GPU memory the CUDA context and the kernels it loads take outside PyTorch's allocator, so outside
@@ -573,3 +587,35 @@ def training_bill_parts(config, trainable_params: int, batch_size: int, seq_len:
                            lora_dropout)
     parts["not_live_at_once"] = peak - (parts["gradients"] + parts["activations"] + parts["logits"])
     return parts
+
+
+def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
+                        batch_size: int, seq_len: int, gradient_checkpointing: bool,
+                        optim: str = "adamw_torch", lora_dropout: bool = True,
+                        kbit_upcast: bool = True, head_upcast: bool = False) -> dict[str, float]:
+    """The real-scale bill of LoRA training on a base in ``quantization`` (None: unquantized ``dtype``).
+
+    ``real`` is the model's module tree (on the meta device). The weights are counted as training holds
+    them: with ``kbit_upcast`` the unquantized parts of a quantized base (norms, embeddings, head) in fp32,
+    as ``prepare_model_for_kbit_training`` leaves them, but an untied head back in the compute dtype
+    (``models.keep_head_in_compute_dtype``, as the course does; ``head_upcast=True``: left in fp32);
+    then the adapter's weights, gradients and optimizer state, activations and logits
+    (``memory.training_bill_parts``), the 16-bit copies autocast makes of fp32 weights
+    (``memory.autocast_copy_bytes``; an fp32 head's copy is 1.05 GB for Llama-3.1-8B) and the CUDA context.
+    """
+    kept = torch.float32 if quantization and kbit_upcast else dtype
+    weights = estimate_footprint(real, quantization, kept)
+    trainable = lora_param_count(real, target_modules, r)
+    head = real.get_output_embeddings()
+    fp32_frozen = set()  # an unquantized base in the compute dtype has no fp32 weight for autocast to copy
+    if quantization and kbit_upcast and head is not None:
+        if head_upcast or head.weight is real.get_input_embeddings().weight:  # a tied head stays fp32
+            fp32_frozen = {name for name, m in real.named_modules() if m is head}
+        else:  # models.keep_head_in_compute_dtype: the head back in the compute dtype
+            weights["weights"] -= head.weight.numel() * (4 - torch.tensor([], dtype=dtype).element_size())
+    return {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
+            **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing, optim,
+                                  dtype, lora_dropout),
+            "autocast_copies": autocast_copy_bytes(real, fp32_frozen, dtype, trainable,
+                                                   gradient_checkpointing),
+            "cuda_context": CUDA_CONTEXT_BYTES}

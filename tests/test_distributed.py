@@ -181,9 +181,11 @@ def scale_out_run(tmp_path_factory):
            "learning_rate": 1e-2, "steps": {"ddp": 3, "fsdp": 1}, "batch_size": 4, "probe_repeats": 1,
            "n_probe": 2, "shard_layers": True, "reshard_after_forward": False,
            "collective_timeout_s": 60, "data_path": str(tmp / "blocks.pt")}
-    from course_utils.distributed import lora_model
+    from course_utils import load_model
+    from course_utils.distributed import add_seeded_lora
 
-    model = lora_model(cfg["model_id"], torch.float32, "cpu", 4, 8, cfg["target_modules"], 0)
+    base = load_model(cfg["model_id"], dtype=torch.float32, device_map={"": "cpu"})
+    model = add_seeded_lora(base, 4, 8, cfg["target_modules"], 0)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg["learning_rate"])
     single, _ = train_steps(model, opt, blocks, steps=3, batch_size=4)
     return tmp, cfg, single

@@ -9,21 +9,18 @@ import pytest
 import torch
 from huggingface_hub.errors import GatedRepoError
 
-import course_utils.models as models
+import course_utils.machinery.loading as models
 from course_utils import PROFILES
-from course_utils.downloads import (
-    CHECKPOINT_GB,
-    NF4_CHECKPOINTS,
+from course_utils.machinery.downloads import (
     NF4_ONLY,
     NOTEBOOK_ROLES,
-    UNGATED_MIRRORS,
     describe_plan,
     download_plan,
-    original_of,
     quantization_differences,
 )
+from course_utils.machinery.loading import load_config
 from course_utils.memory import estimate_footprint
-from course_utils.models import load_config
+from course_utils.registry import CHECKPOINT_GB, NF4_CHECKPOINTS, UNGATED_MIRRORS, original_of
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

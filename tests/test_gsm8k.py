@@ -17,7 +17,7 @@ from course_utils.gsm8k import (
     split_answer,
     to_prompt_completion,
 )
-from course_utils.profiles import PROFILES
+from course_utils.machinery.profiles import PROFILES
 
 ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]+)>>(\S+)")
 

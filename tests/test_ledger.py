@@ -8,8 +8,8 @@ from transformers import AutoModelForCausalLM, LlamaConfig
 
 from course_utils import estimate_footprint, load_config
 from course_utils import ledger as ledger_mod
-from course_utils.ledger import Ledger, MemoryBudgetError
-from course_utils.profiles import PROFILES, TINY_PREFIX
+from course_utils.machinery.ledger import Ledger, MemoryBudgetError
+from course_utils.machinery.profiles import PROFILES, TINY_PREFIX
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 

@@ -5,7 +5,12 @@ import pytest
 import torch
 
 from course_utils import answer_batch, chat, load_model, quantization_config
-from course_utils.models import _explain_load_error, embedding_model_path, package_file, resolve_model
+from course_utils.machinery.loading import (
+    _explain_load_error,
+    embedding_model_path,
+    package_file,
+    resolve_model,
+)
 
 
 def test_gguf_is_found_through_metadata():
@@ -80,7 +85,7 @@ def test_offline_hub_load_fails_clearly(monkeypatch):
 
 
 def test_publish_dir_first_writer_wins_and_the_loser_cleans_up(tmp_path):
-    from course_utils.models import publish_dir
+    from course_utils.machinery.loading import publish_dir
 
     dest = tmp_path / "model"
     for name, text in (("a", "first"), ("b", "second")):

@@ -2,7 +2,7 @@
 
 import warnings
 
-from course_utils.notebook import setup_notebook
+from course_utils.machinery.notebook import setup_notebook
 
 
 def _caught(message: str, category=UserWarning) -> list:

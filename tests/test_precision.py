@@ -126,8 +126,8 @@ def test_check_finite_catches_a_real_fp16_overflow_and_says_what_to_do():
 
 
 def test_t4_recipe_keeps_the_persona_model_in_fp32_where_it_fits():
+    from course_utils.machinery.loading import load_config
     from course_utils.memory import estimate_footprint
-    from course_utils.models import load_config
 
     t4, rehearsal = PROFILES["t4"], PROFILES["t4-rehearsal"]
     assert t4.weight_dtype("chinese_chat") == rehearsal.weight_dtype("chinese_chat") == torch.float32

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from course_utils import PROFILES, get_profile
-from course_utils.profiles import (
+from course_utils.machinery.profiles import (
     LOCAL_CHAT_MODEL,
     ROLES,
     TINY_PREFIX,

@@ -6,8 +6,13 @@ import pytest
 import torch
 
 from course_utils import load_config, load_model, load_tokenizer, meta_model
-from course_utils.profiles import TINY_PREFIX, get_profile
-from course_utils.rehearsal import TOKENIZER_DATA_DIR, build_tokenizer, materialize_tiny, shrink_config
+from course_utils.machinery.profiles import TINY_PREFIX, get_profile
+from course_utils.machinery.rehearsal import (
+    TOKENIZER_DATA_DIR,
+    build_tokenizer,
+    materialize_tiny,
+    shrink_config,
+)
 
 REAL_IDS = ["meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct",
             "HuggingFaceTB/SmolLM2-135M-Instruct"]
@@ -42,7 +47,7 @@ def _attention_module_kinds(model) -> set[str]:
 
 
 def test_the_rehearsal_profiles_name_exactly_these_models():
-    from course_utils.downloads import original_of
+    from course_utils.registry import original_of
 
     roles = ("chat", "chinese_chat", "fused_qkv", "small_chat")
     ids = {get_profile("t4-rehearsal").model_id(role) for role in roles}
@@ -198,7 +203,7 @@ def test_unknown_model_says_which_are_known():
 
 def test_shipped_smollm2_config_is_the_cpu_profiles_model():
     """The shipped config (written from the GGUF's metadata) describes the model the cpu profile loads."""
-    from course_utils.profiles import LOCAL_CHAT_MODEL
+    from course_utils.machinery.profiles import LOCAL_CHAT_MODEL
 
     shipped, cpu = load_config(REAL_IDS[3]), load_config(LOCAL_CHAT_MODEL)
     for key in ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -216,7 +221,7 @@ def test_fp16_accelerator_on_the_cpu_runs_autocast_and_a_grad_scaler():
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from course_utils.rehearsal import enable_cpu_mixed_precision
+    from course_utils.machinery.rehearsal import enable_cpu_mixed_precision
 
     assert enable_cpu_mixed_precision() and enable_cpu_mixed_precision()  # idempotent
     AcceleratorState._reset_state(True)

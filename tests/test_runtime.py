@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from course_utils.profiles import PROFILES
-from course_utils.runtime import WORKLOADS, assumptions, predict_runtime
+from course_utils.machinery.profiles import PROFILES
+from course_utils.machinery.runtime import WORKLOADS, assumptions, predict_runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +51,7 @@ def test_every_predicted_runtime_is_within_the_budget():
 
 
 def test_loads_come_from_the_page_cache_only_when_the_checkpoint_fits_the_ram():
-    from course_utils.runtime import load_seconds
+    from course_utils.machinery.runtime import load_seconds
 
     assert load_seconds(16.1, 3, host_ram_gb=11) == pytest.approx(3 * load_seconds(16.1, 1, host_ram_gb=11))
     assert load_seconds(16.1, 1, host_ram_gb=80) < load_seconds(16.1, 1, host_ram_gb=11) / 5  # A100 VM
@@ -103,7 +103,7 @@ def test_a_load_count_that_differs_from_the_rehearsals_fails_the_check(tmp_path,
     sys.path.insert(0, str(ROOT / "tools"))
     import runtime_table
 
-    from course_utils.runtime import main_model_id
+    from course_utils.machinery.runtime import main_model_id
 
     shown = runtime_table.load_peaks()["07_qlora_llama"]["t4"]
     model = main_model_id("07_qlora_llama", PROFILES["t4"])

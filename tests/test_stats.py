@@ -57,7 +57,7 @@ def test_check_claim_asserts_on_real_weights_only(capsys):
 
 
 def test_check_claim_prints_a_smollm2_only_claim_where_no_run_measured_it(capsys):
-    from course_utils.profiles import with_overrides
+    from course_utils.machinery.profiles import with_overrides
 
     with pytest.raises(AssertionError):  # the cpu profile's SmolLM2 runs measured it: asserted
         check_claim(PROFILES["cpu"], False, "format learned", smollm2_only=True)

@@ -255,8 +255,8 @@ def gpu_figures_note() -> str:
                 "[the instructor guide](../docs/INSTRUCTOR_GUIDE.md).")
     return ("The T4 and A100 figures of the header are *predictions*, not measurements: peak memory is the "
             "memory ledger's peak over the T4/A100 rehearsal (which `make test` runs and checks against the "
-            "header), the runtime comes from `course_utils.runtime`; no `make gpu-check` measurement has "
-            "been recorded yet.")
+            "header), the runtime comes from `course_utils.machinery.runtime`; no `make gpu-check` "
+            "measurement has been recorded yet.")
 
 
 def provenance_cell(meta: dict, depth: int) -> dict:
@@ -331,8 +331,8 @@ def readme_section(readme: str, heading: str) -> str:
 def landing_page(built: list[Path], metas: dict[Path, dict], partial: bool) -> str:
     """The landing page: the README's introduction, two commands and syllabus (with GPU runtimes), the nav."""
     sys.path.insert(0, str(ROOT))
-    from course_utils.profiles import PROFILES
-    from course_utils.runtime import WORKLOADS, predict_runtime
+    from course_utils.machinery.profiles import PROFILES
+    from course_utils.machinery.runtime import WORKLOADS, predict_runtime
 
     readme = (ROOT / "README.md").read_text()
     title = readme.splitlines()[0]
@@ -376,7 +376,7 @@ def landing_page(built: list[Path], metas: dict[Path, dict], partial: bool) -> s
         f"profile (SmolLM2-135M-Instruct on a CPU, data the course ships): {runs}. Pages are built only "
         "from a run whose every cell passed, on the same code cells and `course_utils` as the page; each "
         "page names its run's commit and date. The T4 and A100 runtimes above and in the headers are "
-        "predictions of `course_utils.runtime`, and the GPU peak memories are the memory ledger's, "
+        "predictions of `course_utils.machinery.runtime`, and the GPU peak memories are the memory ledger's, "
         "checked by the rehearsals; `make gpu-check` measures them on a GPU "
         "([instructor guide](docs/INSTRUCTOR_GUIDE.md)).", "",
     ]

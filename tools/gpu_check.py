@@ -12,9 +12,9 @@ steps are run:
   the notebook's optimizer, autocast in the profile's dtype and an fp16 GradScaler (as the Trainer);
 * generate: greedy decoding at the notebook's batch, seconds per token.
 
-Beside each measured row stand the memory ledger's prediction (``course_utils.ledger`` /
+Beside each measured row stand the memory ledger's prediction (``course_utils.machinery.ledger`` /
 ``memory.estimate_footprint``, without the CUDA context, as ``max_memory_allocated``) and the runtime
-model's (``course_utils.runtime``), and their ratio. Then the CUDA-only code paths run once each on
+model's (``course_utils.machinery.runtime``), and their ratio. Then the CUDA-only code paths run once each on
 tiny rehearsal-sized models (int8 and NF4 matmuls against the CPU's, the paged 8-bit optimizer's save
 and restore, fp16 GradScaler steps, SDPA against eager attention). Rows that would not fit the GPU in
 hand are skipped with the reason. Dependencies: torch, transformers, peft, accelerate, bitsandbytes.
@@ -49,8 +49,8 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from course_utils import memory, runtime  # noqa: E402
-from course_utils.ledger import lora_training_parts  # noqa: E402
-from course_utils.profiles import PROFILES  # noqa: E402
+from course_utils.machinery.profiles import PROFILES  # noqa: E402
+from course_utils.memory import lora_training_parts  # noqa: E402
 
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
 NOTEBOOKS = ROOT / "notebooks"
@@ -76,7 +76,7 @@ GEN_ROWS = {"06_lora_gsm8k": "chat", "07_qlora_llama": "chat"}
 
 def real_config(role: str, tiny: bool):
     """The shipped config of a role's GPU model; with ``tiny`` the rehearsal's 2-layer copy of it."""
-    from course_utils.rehearsal import shrink_config
+    from course_utils.machinery.rehearsal import shrink_config
 
     config = memory.shipped_config(PROFILES["t4"].models[role])
     if tiny:

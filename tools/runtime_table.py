@@ -1,4 +1,4 @@
-"""Write the predicted GPU runtimes of `course_utils.runtime` into the notebooks' headers and the guide.
+"""Write the predicted GPU runtimes of `course_utils.machinery.runtime` into the headers and the guide.
 
 docs/INSTRUCTOR_GUIDE.md gets a generated table with every part of every prediction and the
 assumptions behind them, between ``<!-- runtime:start -->`` and ``<!-- runtime:end -->``; the runtime
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_utils.profiles import PROFILES  # noqa: E402
-from course_utils.runtime import WORKLOADS, main_model_id, predict_runtime, runtime_table_markdown  # noqa: E402
+from course_utils.machinery.profiles import PROFILES  # noqa: E402
+from course_utils.machinery.runtime import WORKLOADS, main_model_id, predict_runtime, runtime_table_markdown  # noqa: E402
 
 START, END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"

@@ -56,12 +56,12 @@ IGNORE = ["*.pth", "original/*", "*.gguf"]
 
 def plan(profile_name: str) -> dict:
     """Return the models (role -> Hub id) and data files a profile needs. No network."""
-    from course_utils.profiles import PROFILES, ROLES
+    from course_utils.machinery.profiles import PROFILES, ROLES
 
     if profile_name not in PROFILES:
         raise SystemExit(f"unknown profile {profile_name!r}; choose from {', '.join(PROFILES)}")
     profile = PROFILES[profile_name]
-    from course_utils.downloads import nf4_source
+    from course_utils.registry import nf4_source
 
     models = {role: profile.model_id(role) for role in ROLES}
     models["chat_nf4"] = nf4_source(models["chat"])  # the NF4-only lessons' pre-quantized checkpoint

@@ -133,7 +133,7 @@ if "google.colab" in sys.modules or ON_KAGGLE:
     if COURSE_DIR not in sys.path:  # set on every run: a restart forgets sys.path and the directory
         sys.path.insert(0, COURSE_DIR)
     os.chdir(f"{{COURSE_DIR}}/notebooks")
-    from course_utils.colab import print_summary
+    from course_utils.machinery.colab import print_summary
 
     print_summary(COURSE_DIR, notebook="{notebook}")'''
 

@@ -27,7 +27,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from course_utils.distributed import held_bytes, lora_loss, lora_model, process_rank, rank_slice, train_steps
+from course_utils import load_model
+from course_utils.distributed import (
+    add_seeded_lora,
+    held_bytes,
+    lora_loss,
+    process_rank,
+    rank_slice,
+    train_steps,
+)
 
 
 def log(rank: int, text: str) -> None:
@@ -137,8 +145,8 @@ def main(argv=None) -> None:
     dist.barrier()
 
     dtype = getattr(torch, cfg["dtype"])
-    model = lora_model(cfg["model_id"], dtype, device, cfg["lora_r"], cfg["lora_alpha"],
-                       cfg["target_modules"], cfg["seed"])
+    base = load_model(cfg["model_id"], dtype=dtype, device_map={"": str(device)})
+    model = add_seeded_lora(base, cfg["lora_r"], cfg["lora_alpha"], cfg["target_modules"], cfg["seed"])
     blocks = torch.load(cfg["data_path"])
     if args.mode == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP

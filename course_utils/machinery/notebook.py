@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import torch
 
-from .precision import keep_cpu_4bit_differentiable
+from ..precision import keep_cpu_4bit_differentiable
 from .profiles import Profile, environment_report, get_profile
 
 # Messages that say nothing a learner can act on; everything else stays visible.

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..memory import GPU_BUDGET_GB
+
 # Sentinel ids for the models the cpu profile takes from PyPI packages instead of the Hub.
 LOCAL_CHAT_MODEL = "course:smollm2-135m-instruct"
 LOCAL_EMBEDDING_MODEL = "course:all-minilm-l6-v2"
@@ -132,7 +134,7 @@ _GPU_PROFILES = {
         batch_size=2,
         grad_accum=2,
         max_new_tokens=256,
-        gpu_memory_gb=14.0,
+        gpu_memory_gb=GPU_BUDGET_GB["t4"],
         host_ram_gb=11.0,
         # 08: Qwen2.5-1.5B (bf16-trained, NaN reported in fp16) in fp32, 6.2 GB; 09's Phi-4-mini would need
         # 15.4 GB in fp32, over a T4, so it stays fp16 and its first logits and loss are checked
@@ -153,7 +155,7 @@ _GPU_PROFILES = {
         batch_size=4,
         grad_accum=2,
         max_new_tokens=256,
-        gpu_memory_gb=21.0,
+        gpu_memory_gb=GPU_BUDGET_GB["l4"],
         host_ram_gb=50.0,
         notes="bf16 has fp32's exponent range, so no loss scaling is needed; half an A100's batch.",
     ),
@@ -171,7 +173,7 @@ _GPU_PROFILES = {
         batch_size=8,
         grad_accum=1,
         max_new_tokens=256,
-        gpu_memory_gb=38.0,
+        gpu_memory_gb=GPU_BUDGET_GB["a100"],
         host_ram_gb=80.0,
         notes="bf16 has fp32's exponent range, so no loss scaling is needed.",
     ),
@@ -280,7 +282,7 @@ def _versions() -> dict[str, str]:
 
 def environment_info(profile: Profile) -> dict:
     """Collect what a learner needs to know about this machine, as plain values."""
-    from .memory import gpu_memory, system_memory
+    from ..memory import gpu_memory, system_memory
 
     info = {"profile": profile.name, "device": profile.device, "dtype": profile.dtype_name,
             "python": platform.python_version(), "versions": _versions()}
@@ -298,7 +300,7 @@ def environment_info(profile: Profile) -> dict:
 
 def environment_report(profile: Profile | None = None) -> dict:
     """Print a compact environment report and return it; every notebook's setup cell calls this."""
-    from .memory import fmt_bytes
+    from ..memory import fmt_bytes
 
     profile = profile or get_profile()
     info = environment_info(profile)

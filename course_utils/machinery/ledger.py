@@ -51,11 +51,10 @@ from __future__ import annotations
 import os
 import weakref
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import torch
 
-from .memory import (
+from ..memory import (
     CUDA_CONTEXT_BYTES,
     autocast_copy_bytes,
     estimate_footprint,
@@ -63,9 +62,10 @@ from .memory import (
     fp32_matmul_weights,
     layer_pattern,
     lora_param_count,
+    lora_training_parts,
     meta_model,
     quantizable_linears,
-    shipped_config,
+    real_meta,
     training_bill_parts,
 )
 from .profiles import TINY_PREFIX, Profile, get_profile
@@ -95,17 +95,6 @@ class Entry:
 
 # ----------------------------------------------------------------------------- real-scale configs
 
-@lru_cache(maxsize=8)
-def _real_meta(real_id: str):
-    """The real model's module tree on the meta device (cached: an 8B tree takes ~2 s to build)."""
-    config = shipped_config(real_id)
-    if config is None:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(real_id)
-    return meta_model(config)
-
-
 def real_scale_model(model, model_id: str):
     """Return a meta-device module tree of the real-scale model behind ``model``.
 
@@ -113,7 +102,7 @@ def real_scale_model(model, model_id: str):
     real scale, so its own config is used.
     """
     if model_id.startswith(TINY_PREFIX):
-        return _real_meta(model_id.removeprefix(TINY_PREFIX))
+        return real_meta(model_id.removeprefix(TINY_PREFIX))
     return meta_model(model.config)
 
 
@@ -283,7 +272,7 @@ class Ledger:
         """
         if not self.active:
             return None
-        real = _real_meta(model_id.removeprefix(TINY_PREFIX))
+        real = real_meta(model_id.removeprefix(TINY_PREFIX))
         est = estimate_footprint(real, quantization, dtype)
         parts = {"weights": est["weights"], "quant_constants": est["quant_constants"]}
         return self._plan(_model_name(model_id, quantization, dtype), parts, device, "model")
@@ -300,7 +289,7 @@ class Ledger:
         if not self.active:
             return None
         real_id = model_id.removeprefix(TINY_PREFIX)
-        parts = lora_training_parts(_real_meta(real_id), quantization, dtype, r, target_modules, batch_size,
+        parts = lora_training_parts(real_meta(real_id), quantization, dtype, r, target_modules, batch_size,
                                     seq_len, gradient_checkpointing, optim, lora_dropout)
         base = quantization or str(dtype).removeprefix("torch.")
         name = (f"LoRA training of {real_id} ({base} base): batch {batch_size} x {seq_len} tokens, "
@@ -385,38 +374,6 @@ def _real_trainable(model, real, model_id: str) -> int:
         targets = {name.split(".")[-1] for name, m in real.named_modules()
                    if isinstance(m, torch.nn.Linear) and m is not real.get_output_embeddings()}
     return lora_param_count(real, targets, cfg.r)
-
-
-def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
-                        batch_size: int, seq_len: int, gradient_checkpointing: bool,
-                        optim: str = "adamw_torch", lora_dropout: bool = True,
-                        kbit_upcast: bool = True, head_upcast: bool = False) -> dict[str, float]:
-    """The real-scale bill of LoRA training on a base in ``quantization`` (None: unquantized ``dtype``).
-
-    ``real`` is the model's module tree (on the meta device). The weights are counted as training holds
-    them: with ``kbit_upcast`` the unquantized parts of a quantized base (norms, embeddings, head) in fp32,
-    as ``prepare_model_for_kbit_training`` leaves them, but an untied head back in the compute dtype
-    (``models.keep_head_in_compute_dtype``, as the course does; ``head_upcast=True``: left in fp32);
-    then the adapter's weights, gradients and optimizer state, activations and logits
-    (``memory.training_bill_parts``), the 16-bit copies autocast makes of fp32 weights
-    (``memory.autocast_copy_bytes``; an fp32 head's copy is 1.05 GB for Llama-3.1-8B) and the CUDA context.
-    """
-    kept = torch.float32 if quantization and kbit_upcast else dtype
-    weights = estimate_footprint(real, quantization, kept)
-    trainable = lora_param_count(real, target_modules, r)
-    head = real.get_output_embeddings()
-    fp32_frozen = set()  # an unquantized base in the compute dtype has no fp32 weight for autocast to copy
-    if quantization and kbit_upcast and head is not None:
-        if head_upcast or head.weight is real.get_input_embeddings().weight:  # a tied head stays fp32
-            fp32_frozen = {name for name, m in real.named_modules() if m is head}
-        else:  # models.keep_head_in_compute_dtype: the head back in the compute dtype
-            weights["weights"] -= head.weight.numel() * (4 - torch.tensor([], dtype=dtype).element_size())
-    return {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
-            **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing, optim,
-                                  dtype, lora_dropout),
-            "autocast_copies": autocast_copy_bytes(real, fp32_frozen, dtype, trainable,
-                                                   gradient_checkpointing),
-            "cuda_context": CUDA_CONTEXT_BYTES}
 
 
 def _advice(entry: Entry) -> str:

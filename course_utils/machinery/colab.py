@@ -28,7 +28,7 @@ def runtime_facts() -> dict:
     """Collect the summary's values from the running machine (imports torch and the course)."""
     import torch
 
-    from . import __version__
+    from .. import __version__
     from .profiles import get_profile
 
     versions = {}

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .downloads import CHECKPOINT_GB, nf4_source
+from ..registry import CHECKPOINT_GB, nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)

@@ -45,7 +45,7 @@ SPLIT_REGEX = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3
 
 
 def _slug(real_id: str) -> str:
-    from .downloads import original_of  # an ungated mirror has its original's tokenizer and config
+    from ..registry import original_of  # an ungated mirror has its original's tokenizer and config
 
     return original_of(real_id).replace("/", "__")
 
@@ -166,7 +166,7 @@ def shrink_config(config, tokenizer=None, id_map: dict[int, int] | None = None):
 def _build(real_id: str, dest: Path) -> None:
     from transformers import AutoModelForCausalLM, GenerationConfig
 
-    from .memory import shipped_config
+    from ..memory import shipped_config
 
     tokenizer = build_tokenizer(real_id)
     id_map = real_to_tiny_ids(real_id, tokenizer)
@@ -228,7 +228,7 @@ def materialize_tiny(real_id: str) -> Path:
 
     real_id = real_id.removeprefix(TINY_PREFIX)
     tokenizer_data(real_id)  # fail early, with the list of known models
-    from .downloads import quantized_from
+    from ..registry import quantized_from
 
     source = quantized_from(real_id)
     dest = course_cache_dir() / "tiny" / f"{_slug(real_id)}-{recipe_hash(real_id)}{'-nf4' if source else ''}"
