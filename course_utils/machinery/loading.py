@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from ..memory import shipped_config
+from ..memory import checkpoint_gb, shipped_config
 from ..models import give_spare_pad_token, quantization_config
 from ..precision import keep_cpu_4bit_differentiable
-from ..registry import UNGATED_MIRRORS, download_gb, fmt_gb, nf4_source
+from ..registry import UNGATED_MIRRORS, fmt_gb, nf4_source
 from .cache import course_cache_dir, publish_dir
 from .downloads import quantization_differences
 from .ledger import track_loaded
@@ -236,7 +236,7 @@ def _is_cached(model_id: str) -> bool:
 def _announce_download(model_id: str) -> None:
     if Path(model_id).exists() or _is_cached(model_id):
         return
-    size = download_gb(model_id)
+    size = checkpoint_gb(model_id)
     size_txt = f"about {fmt_gb(size)} GB" if size else "size unknown"
     print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}: safetensors weights, config and "
           "tokenizer files) into the HF cache.")

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..registry import download_gb, nf4_source, parameters
+from ..memory import checkpoint_gb, param_count
+from ..registry import nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
@@ -196,10 +197,10 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     w, gpu = WORKLOADS[notebook], GPU_SPECS[profile.target]
     roles = w.roles_on(profile.target)
     # sizes and parameter counts: the registry's, computed from the shipped configs
-    gb = {r: download_gb(role_model_id(r, profile.target)) for r in roles}
+    gb = {r: checkpoint_gb(role_model_id(r, profile.target)) for r in roles}
 
     def n_params(role: str) -> int:
-        return parameters(role_model_id(role, profile.target))
+        return param_count(role_model_id(role, profile.target))
 
     download = sum(gb.values()) * 1e3 / DOWNLOAD_MB_S / 60
     loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(roles) - 1)
