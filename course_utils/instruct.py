@@ -28,6 +28,8 @@ def parse_llama2(text: str) -> list[dict]:
 
     A ``<<SYS>> ... <</SYS>>`` block in the first instruction becomes a system message. Raises
     ``ValueError`` when the text holds no ``[INST] ... [/INST]`` turn or a turn has no answer.
+
+    Taught in lesson 07, section «3 · Instruction data, through the chat template».
     """
     turns = _TURN.findall(text)
     if not turns:

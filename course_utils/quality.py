@@ -73,7 +73,10 @@ def sequence_nll(model, tokenizer, texts: list[str], max_len: int = 128, batch_s
 @torch.no_grad()
 def next_token_logprobs(model, tokenizer, texts: list[str], max_len: int = 128,
                         batch_size: int = 8) -> list[torch.Tensor]:
-    """Return, per text, the log-softmax of the next-token logits at its real positions (fp32, cpu)."""
+    """Return, per text, the log-softmax of the next-token logits at its real positions (fp32, cpu).
+
+    Taught in lesson 00, section «4 · Load, measure, answer, free: three times».
+    """
     out = []
     for enc in _right_padded_batches(model, tokenizer, texts, max_len, batch_size):
         logp = F.log_softmax(model(**enc).logits.float(), dim=-1).cpu()
@@ -82,7 +85,10 @@ def next_token_logprobs(model, tokenizer, texts: list[str], max_len: int = 128,
 
 
 def mean_kl(reference: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Tensor:
-    """Return per text the mean KL(reference ‖ other) over positions, in nats; shape (len(texts),)."""
+    """Return per text the mean KL(reference ‖ other) over positions, in nats; shape (len(texts),).
+
+    Taught in lesson 00, section «5 · Estimated vs measured».
+    """
     kls = []
     for p, q in zip(reference, other, strict=True):
         kls.append((p.exp() * (p - q)).sum(-1).mean())
@@ -109,6 +115,8 @@ def fake_quantize_linears(model, quantize=symmetric_int4, skip=("lm_head",)) -> 
     "Fake" quantization stores the dequantized values in the original dtype: the model computes as
     a real 4-bit kernel would (same rounded weights) without a special kernel. The head stays as
     bitsandbytes keeps it, in full precision.
+
+    Taught in lesson 03, section «4 · Full precision: load, summarise, answer, time».
     """
     n = 0
     for name, module in model.named_modules():
