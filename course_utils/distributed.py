@@ -267,18 +267,20 @@ def held_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, 
     return out
 
 
-def predicted_held_bytes(config, target_modules, r: int, world_size: int, sharded: bool,
-                         weight_dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """The course estimator's bytes per process: base weights, fp32 LoRA grads and two Adam moments.
+def predicted_held_bytes(run, world_size: int, sharded: bool) -> dict[str, float]:
+    """The course's LoRA bill per process for ``run`` (a ``memory.TrainingRun``), the parts held at rest.
 
-    Replicated (DDP), each process holds everything; sharded (FSDP), each holds 1/world_size of it.
+    ``memory.lora_training_bill``'s ``HELD_PARTS``: base weights, fp32 LoRA weights, their gradients and the
+    optimizer state; a partial bill on purpose (activations, logits, autocast copies and the CUDA context,
+    which depend on the batch and the device, are left out). Replicated (DDP), each process holds all of
+    it; sharded (FSDP), each holds 1/world_size of it.
     """
-    from .memory import estimate_footprint, lora_param_count
+    from .memory import lora_training_bill, meta_model
 
-    lora = lora_param_count(config, target_modules, r)
+    bill = lora_training_bill(meta_model(run.config), run)
     share = 1 / world_size if sharded else 1.0
-    base = estimate_footprint(config, None, weight_dtype)["weights"]
-    out = {"params": (base + lora * 4) * share, "grads": lora * 4 * share, "optimizer": lora * 8 * share}
+    out = {"params": (bill["weights"] + bill["quant_constants"] + bill["trainable_weights"]) * share,
+           "grads": bill["gradients"] * share, "optimizer": bill["optimizer"] * share}
     out["total"] = sum(out.values())
     return out
 

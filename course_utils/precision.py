@@ -77,7 +77,7 @@ def torch_device(profile) -> str:
     return "cuda:0" if profile.device == "cuda" else "cpu"
 
 
-def free_accelerator_bytes(profile) -> int | None:
+def free_gpu_bytes_or_budget(profile) -> int | None:
     """Return the free memory of the GPU the recipe targets: measured on a GPU, the budget in a rehearsal.
 
     None in the cpu profile (there is no GPU to fill; host RAM is reported elsewhere).
