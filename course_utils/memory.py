@@ -633,6 +633,8 @@ def lora_training_bill(real: nn.Module, run: TrainingRun, quantization: str | No
 
 HELD_PARTS = ("weights", "quant_constants", "trainable_weights", "gradients", "optimizer")
 """The parts of ``lora_training_bill`` a run holds at rest, whatever its batch: a partial bill on purpose."""
+HELD_LEAVES_OUT = "activations, logits, autocast's 16-bit weight copies and the CUDA context"
+"""What a bill of the ``HELD_PARTS`` leaves out: the parts that depend on batch, length and the device."""
 
 
 def left_out_of_held(bill: dict[str, float]) -> str:
@@ -640,17 +642,21 @@ def left_out_of_held(bill: dict[str, float]) -> str:
     return ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in bill.items() if k not in HELD_PARTS)
 
 
+_LORA_BASES = {"lora": None, "lora-int8": "int8", "qlora": "nf4"}  # method -> the frozen base's quantization
+
+
 def training_memory_bill(config, method: str, r: int = 16,
                          target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
                                          "gate_proj", "up_proj", "down_proj"),
                          weight_dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
-    """A partial training bill (weights, gradients, optimizer state) for full/lora/qlora, in bytes.
+    """A partial training bill (weights, gradients, optimizer state) for full/lora/lora-int8/qlora, in bytes.
 
     It leaves out on purpose what depends on batch, length and checkpointing: activations, logits, autocast's
     weight copies and the CUDA context (``lora_training_bill`` has them). Full fine-tuning: 16-bit weights and
     grads plus fp32 master weights and two fp32 Adam moments (16 bytes per parameter, mixed precision). LoRA
-    and QLoRA: the ``HELD_PARTS`` of ``lora_training_bill`` with AdamW, a frozen ``weight_dtype`` or NF4 base
-    (its norms and embeddings in fp32, as training holds them), fp32 adapter weights, grads and two moments.
+    on a frozen ``weight_dtype``, int8 or NF4 base: the ``HELD_PARTS`` of ``lora_training_bill`` with AdamW (a
+    quantized base's norms and embeddings in fp32, as training holds them; fp32 adapter weights, grads and
+    two moments).
     """
     model = meta_model(config)
     if method == "full":
@@ -659,10 +665,10 @@ def training_memory_bill(config, method: str, r: int = 16,
         states = n_params * (_elem(weight_dtype) + 4 + 8)  # grads (bf16) + fp32 master + 2 fp32 moments
         return {"method": method, "trainable_params": n_params, "weights": base,
                 "grads_and_optimizer": states, "total": base + states}
-    if method not in ("lora", "qlora"):
-        raise ValueError(f"unknown method {method!r}; use 'full', 'lora' or 'qlora'")
+    if method not in _LORA_BASES:
+        raise ValueError(f"unknown method {method!r}; use 'full', {', '.join(map(repr, _LORA_BASES))}")
     run = TrainingRun.lora(model, r, target_modules, dtype=weight_dtype)
-    bill = lora_training_bill(model, run, "nf4" if method == "qlora" else None)
+    bill = lora_training_bill(model, run, _LORA_BASES[method])
     base = bill["weights"] + bill["quant_constants"]
     states = bill["trainable_weights"] + bill["gradients"] + bill["optimizer"]
     return {"method": method, "trainable_params": run.trainable_params, "weights": base,
