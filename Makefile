@@ -46,7 +46,7 @@ help:
 	@echo "make rehearse REHEARSAL=l4-rehearsal - run every notebook under one profile"
 	@echo "make peaks  - rerun the rehearsals and write their memory-ledger peaks into the headers"
 	@echo "make site   - build the course website (build/site) with every notebook's executed cpu outputs"
-	@echo "make lint   - ruff over course_utils, tests, tools and the notebooks"
+	@echo "make lint   - ruff, the self-check lint and the notebooks' shape (what the lint tests check)"
 	@echo "make strip  - remove outputs from the notebooks before committing"
 	@echo "make cache  - pre-stage a profile's models and data for a classroom (PROFILE=t4 DEST=dir)"
 
@@ -100,8 +100,13 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	HF_HUB_OFFLINE=1 COURSE_PROFILE=cpu MPLBACKEND=Agg $(PY) -m pytest notebooks
 
+# Everything the lint test (tests/test_repository.py) checks: ruff over LINT_PATHS (every Python file and
+# notebook of the repository lies under one), self-checks that cannot fail, notebooks in canonical shape.
+LINT_PATHS := course_utils tests tools notebooks conftest.py docs
 lint: $(STAMP)
-	$(VENV)/bin/ruff check course_utils tests tools notebooks
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(PY) tools/selfcheck_lint.py
+	$(PY) tools/sync_notebooks.py --check
 
 strip: $(STAMP)
 	$(PY) tools/sync_notebooks.py --strip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,13 @@ def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | 
     rows = rows[:limit] if limit is not None else rows
     print(f"{name}: {len(rows)} rows from {source}")
     return rows, source
+
+
+def split_train_eval(rows: list, n_eval: int, seed: int = 0) -> tuple[list, list]:
+    """Shuffle with a fixed seed and hold out ``n_eval`` rows (at least one left for training)."""
+    if not 0 < n_eval < len(rows):
+        raise ValueError(f"n_eval must be between 1 and {len(rows) - 1}, got {n_eval}")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]

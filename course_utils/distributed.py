@@ -31,11 +31,6 @@ SCRIPT = Path(__file__).parent / "scripts" / "scale_out_train.py"
 
 # ----------------------------------------------------------------------------- choosing how to run
 
-def uses_gpu_recipe(profile) -> bool:
-    """Whether a profile follows a GPU recipe (a rehearsal on CPU does too); older profiles: has_gpu."""
-    return bool(getattr(profile, "gpu_recipe", profile.device == "cuda"))
-
-
 def default_backend(device: str) -> str:
     """NCCL between CUDA GPUs, gloo between CPU processes."""
     return "nccl" if device == "cuda" else "gloo"

@@ -18,7 +18,6 @@ from fractions import Fraction
 
 from .data import hub_allowed, load_records
 from .evaluation import extract_gsm8k_answer
-from .models import answer_batch
 
 HUB_ID, HUB_CONFIG = "openai/gsm8k", "main"
 SPLITS = ("train", "test")
@@ -247,20 +246,15 @@ def load_gsm8k(split: str, n: int, profile, seed: int = 0) -> tuple[list[dict], 
         hub=lambda: _hub_rows(split, n), use_hub=hub_allowed(profile), limit=n)
 
 
-def split_answer(answer: str) -> tuple[str, str]:
-    """Split a GSM8K answer into its reasoning and the text after ``####``."""
-    reasoning, sep, final = answer.rpartition("####")
-    if not sep:
-        return answer.strip(), ""
-    return reasoning.strip(), final.strip()
+def question_chat(question: str) -> list[dict]:
+    """The chat that asks one GSM8K question, as training and evaluation both ask it."""
+    return [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question)}]
 
 
-def to_prompt_completion(row: dict) -> dict:
+def record_to_prompt_completion(row: dict) -> dict:
     """Turn a record into trl's conversational prompt/completion form (loss on the completion only)."""
-    return {
-        "prompt": [{"role": "user", "content": PROMPT_TEMPLATE.format(question=row["question"])}],
-        "completion": [{"role": "assistant", "content": row["answer"]}],
-    }
+    return {"prompt": question_chat(row["question"]),
+            "completion": [{"role": "assistant", "content": row["answer"]}]}
 
 
 def generation_budget(completion_lens, floor: int, cap: int | None = None) -> tuple[int, str]:
@@ -281,15 +275,3 @@ def generation_budget(completion_lens, floor: int, cap: int | None = None) -> tu
     return cap, (f"max_new_tokens capped at {cap} (uncapped it would be {need}: longest reference completion "
                  f"{max(lens)} tokens); {n_long} of {len(lens)} reference completions are longer than "
                  "the cap, so an answer that long would be cut before its '#### N' line")
-
-
-def answer_problems(model, tokenizer, questions: list[str], max_new_tokens: int, batch_size: int = 8,
-                    desc: str = "generating") -> list[str]:
-    """Answer questions greedily through the chat template, ``batch_size`` at a time, with a progress bar."""
-    from tqdm.auto import tqdm
-
-    chats = [to_prompt_completion({"question": q, "answer": ""})["prompt"] for q in questions]
-    replies: list[str] = []
-    for start in tqdm(range(0, len(chats), batch_size), desc=desc):
-        replies += answer_batch(model, tokenizer, chats[start:start + batch_size], max_new_tokens)
-    return replies

@@ -10,7 +10,6 @@ computes the loss on the answer only.
 
 from __future__ import annotations
 
-import random
 import re
 
 from .data import hub_allowed, load_records
@@ -22,22 +21,6 @@ GUANACO_ROWS = 1000  # rows in the Hub data set's train split ("1k"): a slice pa
 
 _TURN = re.compile(r"<s>\s*\[INST\](.*?)\[/INST\](.*?)(?:</s>|(?=<s>\s*\[INST\])|\Z)", re.DOTALL)
 _SYSTEM = re.compile(r"^\s*<<SYS>>(.*?)<</SYS>>", re.DOTALL)
-
-
-def format_llama2(messages: list[dict]) -> str:
-    """Write a chat (user/assistant turns, optional leading system) in the guanaco-llama2 text format."""
-    text, system = "", None
-    turns = list(messages)
-    if turns and turns[0]["role"] == "system":
-        system = turns.pop(0)["content"]
-    if len(turns) % 2 or any(m["role"] != r for m, r in zip(turns, ["user", "assistant"] * len(turns))):
-        raise ValueError("expected alternating user/assistant turns, starting with user")
-    for i in range(0, len(turns), 2):
-        question = turns[i]["content"]
-        if system is not None and i == 0:
-            question = f"<<SYS>>\n{system}\n<</SYS>>\n\n{question}"
-        text += f"<s>[INST] {question} [/INST] {turns[i + 1]['content']} </s>"
-    return text
 
 
 def parse_llama2(text: str) -> list[dict]:
@@ -61,7 +44,7 @@ def parse_llama2(text: str) -> list[dict]:
     return messages
 
 
-def to_prompt_completion(messages: list[dict]) -> dict:
+def chat_to_prompt_completion(messages: list[dict]) -> dict:
     """Split a chat into trl's conversational prompt/completion: everything before the last answer."""
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError("the last message must be the assistant's answer")
@@ -93,7 +76,7 @@ def guanaco_chats(rows: list[dict]) -> list[dict]:
     out, bad = [], 0
     for row in rows:
         try:
-            out.append(to_prompt_completion(parse_llama2(row["text"])))
+            out.append(chat_to_prompt_completion(parse_llama2(row["text"])))
         except ValueError:
             bad += 1
     if bad:
@@ -114,14 +97,3 @@ def clamp_split(n_train: int, n_eval: int, available: int) -> tuple[int, int]:
     print(f"data set holds {available:,} usable rows, fewer than {n_train:,} + {n_eval:,}: "
           f"using {available - new_eval:,} for training and {new_eval:,} held out")
     return available - new_eval, new_eval
-
-
-def split_train_eval(rows: list, n_eval: int, seed: int = 0) -> tuple[list, list]:
-    """Shuffle with a fixed seed and hold out ``n_eval`` rows (at least one left for training)."""
-    if not 0 < n_eval < len(rows):
-        raise ValueError(f"n_eval must be between 1 and {len(rows) - 1}, got {n_eval}")
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    held = set(order[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
-

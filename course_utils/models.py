@@ -86,14 +86,33 @@ def chat(model, tokenizer, messages, max_new_tokens: int = 64, **generate_kwargs
     return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
-def answer_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64) -> list[str]:
-    """Answer several chats in one greedy ``generate`` call through the chat template.
+def answer_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int = 64,
+                 batch_size: int | None = None, desc: str | None = None) -> list[str]:
+    """Answer several chats greedily through the chat template, ``batch_size`` per ``generate`` call.
 
-    A decoder-only model continues from the last position of each row, so the batch is padded on
+    A decoder-only model continues from the last position of each row, so a batch is padded on
     the *left* (with right padding, pad tokens would sit between a prompt and its answer); the
     tokenizer's padding side is restored afterwards, since training pads on the right. The model
-    runs in eval mode (no LoRA dropout) and is put back in the mode it was in.
+    runs in eval mode (no LoRA dropout) and is put back in the mode it was in. With ``desc`` a
+    progress bar counts the batches (all prompts in one batch when ``batch_size`` is None).
     """
+    from tqdm.auto import tqdm
+
+    size = batch_size or max(len(prompts), 1)
+    starts = range(0, len(prompts), size)
+    was_training = model.training
+    model.eval()
+    replies: list[str] = []
+    try:
+        for start in tqdm(starts, desc=desc) if desc else starts:
+            replies += _answer_one_batch(model, tokenizer, prompts[start:start + size], max_new_tokens)
+    finally:
+        model.train(was_training)
+    return replies
+
+
+@torch.no_grad()
+def _answer_one_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     try:
         enc = tokenizer.apply_chat_template(prompts, add_generation_prompt=True, return_tensors="pt",
@@ -101,13 +120,7 @@ def answer_batch(model, tokenizer, prompts: list[list[dict]], max_new_tokens: in
     finally:
         tokenizer.padding_side = side
     enc = {k: v.to(model.device) for k, v in enc.items()}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
-    finally:
-        model.train(was_training)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)
     new_tokens = out[:, enc["input_ids"].shape[1]:]
     return [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]

@@ -42,11 +42,6 @@ def bar_chart(values: Mapping[str, float], ylabel: str, title: str = "",
     return fig
 
 
-def memory_bars(sizes_bytes: Mapping[str, float], title: str = "Memory footprint") -> Figure:
-    """Plot byte sizes as MB bars."""
-    return bar_chart({k: v / 1e6 for k, v in sizes_bytes.items()}, "MB", title)
-
-
 def before_after(before: Mapping[str, float], after: Mapping[str, float],
                  title: str = "Before and after training") -> Figure:
     """Plot metric pairs side by side (for example accuracy before and after fine-tuning)."""

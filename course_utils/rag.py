@@ -8,7 +8,6 @@ No function here changes a model's weights.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 
@@ -130,16 +129,3 @@ def contains_answer(reply: str, answer: str) -> bool:
     """
     pattern = r"(?<![\w])" + re.escape(answer.lower()) + r"(?![\w])"
     return re.search(pattern, reply.lower()) is not None
-
-
-def state_dict_checksum(model: torch.nn.Module) -> str:
-    """Return a BLAKE2 hex digest of every parameter and buffer, byte for byte.
-
-    Two digests are equal only if no single bit of any weight changed, a stricter check than
-    comparing sums. Hashing the raw bytes of a 135M-parameter model takes about a second.
-    """
-    digest = hashlib.blake2b(digest_size=16)
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()

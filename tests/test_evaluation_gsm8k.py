@@ -84,10 +84,10 @@ def test_completion_nll_is_the_training_loss_and_ignores_padding(chat_id):
 
     from course_utils import load_model, load_tokenizer
     from course_utils.evaluation import completion_nll
-    from course_utils.gsm8k import generate_problems, to_prompt_completion
+    from course_utils.gsm8k import generate_problems, record_to_prompt_completion
 
     model, tok = load_model(chat_id), load_tokenizer(chat_id)
-    records = [to_prompt_completion(r) for r in generate_problems(3, seed=1, split="test")]
+    records = [record_to_prompt_completion(r) for r in generate_problems(3, seed=1, split="test")]
     batched = completion_nll(model, tok, records, batch_size=3)
     alone = completion_nll(model, tok, records, batch_size=1)
     torch.testing.assert_close(torch.tensor(batched), torch.tensor(alone), rtol=1e-4, atol=1e-4)
@@ -109,10 +109,10 @@ def test_completion_scores_accuracy_and_kept_logits_match_a_direct_pass(chat_id)
 
     from course_utils import load_model, load_tokenizer
     from course_utils.evaluation import completion_nll, completion_scores
-    from course_utils.gsm8k import generate_problems, to_prompt_completion
+    from course_utils.gsm8k import generate_problems, record_to_prompt_completion
 
     model, tok = load_model(chat_id), load_tokenizer(chat_id)
-    records = [to_prompt_completion(r) for r in generate_problems(3, seed=2, split="test")]
+    records = [record_to_prompt_completion(r) for r in generate_problems(3, seed=2, split="test")]
     scores = completion_scores(model, tok, records, batch_size=2, keep_logits=2)
     assert len(scores["logits"]) == 2 and scores["nll"].shape == scores["accuracy"].shape == (3,)
     torch.testing.assert_close(torch.tensor(scores["nll"]), torch.tensor(completion_nll(model, tok, records)),

@@ -14,8 +14,7 @@ from course_utils.gsm8k import (
     generate_problems,
     generation_budget,
     load_gsm8k,
-    split_answer,
-    to_prompt_completion,
+    record_to_prompt_completion,
 )
 from course_utils.machinery.profiles import PROFILES
 
@@ -69,11 +68,9 @@ def test_evaluate_expression():
         evaluate_expression("__import__('os')")
 
 
-def test_split_answer_and_prompt_completion():
+def test_record_to_prompt_completion():
     row = generate_problems(1)[0]
-    reasoning, final = split_answer(row["answer"])
-    assert final == extract_gsm8k_answer(row["answer"]) and "####" not in reasoning
-    pc = to_prompt_completion(row)
+    pc = record_to_prompt_completion(row)
     assert pc["prompt"][0]["role"] == "user" and row["question"] in pc["prompt"][0]["content"]
     assert pc["completion"] == [{"role": "assistant", "content": row["answer"]}]
 

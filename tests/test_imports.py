@@ -1,22 +1,25 @@
 """course_utils' modules import one another without a circle, lazy (function-level) imports included."""
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.test_layers import imported_modules
+
 PACKAGE = Path(__file__).resolve().parents[1] / "course_utils"
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the package by its dotted name under course_utils (``memory``, ``machinery.ledger``)."""
+    files = sorted(PACKAGE.glob("*.py")) + sorted((PACKAGE / "machinery").glob("*.py"))
+    return {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in files if p.stem != "__init__"}
 
 
 def internal_imports(path: Path) -> set[str]:
     """Modules of course_utils that ``path`` imports anywhere (top level or inside a function)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            found |= {node.module} if node.module else {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("course_utils."):
-            found.add(node.module.split(".")[1])
-    return {m.split(".")[0] for m in found}
+    module = "course_utils." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+    return {m.removeprefix("course_utils.") for m in imported_modules(path.read_text(), module)
+            if m.startswith("course_utils.")}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -45,9 +48,9 @@ def test_find_cycle_sees_a_circle():
 
 
 def test_course_utils_has_no_import_circle():
-    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    modules = module_files()
     graph = {name: internal_imports(path) & set(modules) for name, path in modules.items()}
-    assert graph["models"] >= {"profiles"}  # the parser sees imports
+    assert graph["machinery.loading"] >= {"machinery.profiles", "models"}  # the parser sees imports
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle)
 
@@ -58,8 +61,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
     ``course_utils/__init__`` runs first whichever module is asked for, so one interpreter covers
     every entry point; the static graph above also catches the lazy imports that never run here.
     """
-    names = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
-    order = ["profiles", "memory", "ledger", "models"] + [n for n in names if n not in
-                                                          ("profiles", "memory", "ledger", "models")]
+    first = ["memory", "models", "machinery.profiles", "machinery.ledger", "machinery.loading"]
+    order = first + [n for n in sorted(module_files()) if n not in first]
     code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module('course_utils.' + n)"
     subprocess.run([sys.executable, "-c", code, *order], check=True, cwd=PACKAGE.parent)

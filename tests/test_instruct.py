@@ -5,18 +5,33 @@ import json
 import pytest
 
 from course_utils import get_profile
-from course_utils.data import SAMPLE_DIR, read_jsonl
+from course_utils.data import SAMPLE_DIR, read_jsonl, split_train_eval
 from course_utils.instruct import (
     GUANACO_ROWS,
     GUANACO_SAMPLE,
+    chat_to_prompt_completion,
     clamp_split,
-    format_llama2,
     guanaco_chats,
     load_guanaco,
     parse_llama2,
-    split_train_eval,
-    to_prompt_completion,
 )
+
+
+def format_llama2(messages: list[dict]) -> str:
+    """Write a chat in the guanaco-llama2 text format: the inverse of ``parse_llama2``, written
+    independently, so a round trip through both checks the parser."""
+    text, system = "", None
+    turns = list(messages)
+    if turns and turns[0]["role"] == "system":
+        system = turns.pop(0)["content"]
+    if len(turns) % 2 or any(m["role"] != r for m, r in zip(turns, ["user", "assistant"] * len(turns))):
+        raise ValueError("expected alternating user/assistant turns, starting with user")
+    for i in range(0, len(turns), 2):
+        question = turns[i]["content"]
+        if system is not None and i == 0:
+            question = f"<<SYS>>\n{system}\n<</SYS>>\n\n{question}"
+        text += f"<s>[INST] {question} [/INST] {turns[i + 1]['content']} </s>"
+    return text
 
 
 def test_parse_single_turn():
@@ -50,11 +65,11 @@ def test_format_rejects_wrong_roles():
 
 def test_prompt_completion_split():
     msgs = parse_llama2("<s>[INST] a [/INST] b </s><s>[INST] c [/INST] d </s>")
-    pc = to_prompt_completion(msgs)
+    pc = chat_to_prompt_completion(msgs)
     assert [m["content"] for m in pc["prompt"]] == ["a", "b", "c"]
     assert pc["completion"] == [{"role": "assistant", "content": "d"}]
     with pytest.raises(ValueError):
-        to_prompt_completion(msgs[:-1])
+        chat_to_prompt_completion(msgs[:-1])
 
 
 def test_sample_file_is_exact_format_and_round_trips():

@@ -9,6 +9,7 @@ front door that re-exports from both; notebooks and ``course_utils/scripts`` (en
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,17 @@ def test_the_layers_split_the_package():
                     if any(m.startswith("course_utils.") and not m.startswith("course_utils.machinery")
                            for m in imported_modules(p.read_text(), f"course_utils.machinery.{p.stem}"))]
     assert "ledger.py" in uses_lessons and "loading.py" in uses_lessons
+
+
+def test_readme_lists_every_module_and_tool_with_a_line():
+    """Issue 21 item 6: the README's layout names every module of both layers and every tool."""
+    root = PACKAGE.parent
+    text = (root / "README.md").read_text(encoding="utf-8")
+    layout = text[text.index("## Repository layout"):]
+    layout = layout[:layout.index("\n## ", 3)]
+    rows = set(re.findall(r"^\| `([^`]+)` \| \S", layout, re.M))
+    wanted = {p.name for p in LESSON_MODULES} | {p.name for p in MACHINERY_MODULES if p.name != "__init__.py"}
+    wanted |= {f"scripts/{p.name}" for p in (PACKAGE / "scripts").glob("*.py")}
+    wanted |= {p.name for p in (root / "tools").glob("*.py")}
+    assert wanted <= rows, f"README layout lacks {sorted(wanted - rows)}"
+    assert rows <= wanted, f"README layout names modules that do not exist: {sorted(rows - wanted)}"

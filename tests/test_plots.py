@@ -30,9 +30,6 @@ def test_plots_draw_their_input_and_leave_style_alone():
     assert _bars(ax) == [(0, 1.0), (1, 2.0)] and _ticks(ax) == ["a", "b"] and ax.get_ylabel() == "units"
     assert [t.get_text() for t in ax.texts] == ["1.0", "2.0"]  # the value written on each bar
 
-    ax = plots.memory_bars({"fp32": 538e6, "nf4": 166e6}).axes[0]
-    assert [h for _, h in _bars(ax)] == pytest.approx([538.0, 166.0]) and ax.get_ylabel() == "MB"
-
     ax = plots.before_after({"acc": 0.1, "f1": 0.3}, {"acc": 0.2, "f1": 0.25}).axes[0]
     assert _bars(ax) == [(-0.2, 0.1), (0.8, 0.3), (0.2, 0.2), (1.2, 0.25)]  # before left of each tick, after right
     assert _ticks(ax) == ["acc", "f1"] and _legend(ax) == ["before", "after"]

@@ -11,9 +11,9 @@ from course_utils.rag import (
     first_word,
     rag_messages,
     recall_at_k,
-    state_dict_checksum,
     top_k,
 )
+from course_utils.weights import state_dict_checksum
 
 DOC = "# Title\nintro words\n\n## Alpha\none two three four five\n\n## Beta\nsix seven\n"
 

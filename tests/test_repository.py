@@ -143,12 +143,28 @@ def test_every_relative_link_resolves():
             assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
 
 
+def lint_paths() -> list[str]:
+    """The paths `make lint` runs ruff over (the Makefile's LINT_PATHS): the test lints the same ones."""
+    return re.search(r"^LINT_PATHS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+
+
+def test_make_lint_covers_every_python_file_and_notebook():
+    tracked = subprocess.run(["git", "ls-files", "*.py", "*.ipynb"], cwd=ROOT, capture_output=True,
+                             text=True).stdout.split()
+    if not tracked:
+        pytest.skip("not a git checkout")
+    paths = lint_paths()
+    outside = [f for f in tracked if not any(f == p or f.startswith(p.rstrip("/") + "/") for p in paths)]
+    assert not outside, f"`make lint` (LINT_PATHS in the Makefile) misses {outside}"
+    recipe = re.search(r"^lint:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert "$(LINT_PATHS)" in recipe and "selfcheck_lint.py" in recipe and "sync_notebooks.py --check" in recipe
+
+
 def test_lint_is_clean():
     ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed")
-    result = subprocess.run([ruff, "check", "course_utils", "tests", "tools", "notebooks", "conftest.py"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run([ruff, "check", *lint_paths()], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

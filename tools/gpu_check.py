@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from course_utils import memory, runtime  # noqa: E402
+from course_utils import memory  # noqa: E402
+from course_utils.machinery import runtime  # noqa: E402
 from course_utils.machinery.profiles import PROFILES  # noqa: E402
 from course_utils.memory import TrainingRun, lora_training_bill  # noqa: E402
 

@@ -85,7 +85,7 @@ def check_loads(directory: Path) -> list[str]:
             if counted != loads:
                 differ.append(f"{notebook} on {target}: the rehearsal loaded "
                               f"{main_model_id(notebook, PROFILES[target])} {loads} times, the runtime model "
-                              f"counts {counted} (course_utils/runtime.py WORKLOADS, loads=)")
+                              f"counts {counted} (course_utils/machinery/runtime.py WORKLOADS, loads=)")
     return differ
 
 

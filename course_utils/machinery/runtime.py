@@ -241,7 +241,7 @@ def assumptions() -> str:
                      for g, s in GPU_SPECS.items())
     decode = "/".join(f"{DECODE_EFFICIENCY[q]:.0%}" for q in (None, "nf4", "int8"))
     return (
-        f"*Predictions* of `course_utils.runtime.predict_runtime`, not measurements: download at "
+        f"*Predictions* of `course_utils.machinery.runtime.predict_runtime`, not measurements: download at "
         f"{DOWNLOAD_MB_S:g} MB/s; a load reads the checkpoint at {CACHED_LOAD_GB_S:g} GB/s from the page "
         f"cache where the download left it (it fits the host RAM), at {LOAD_GB_S:g} GB/s from disk where "
         f"it does not (a 16 GB checkpoint on a free T4's 12.7 GB), and an int8/NF4 load quantizes "
