@@ -42,7 +42,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 help:
 	@echo "make lab    - set up .venv (first time) and start JupyterLab on notebooks/"
 	@echo "make test   - set up .venv (first time), run unit tests and every notebook (cpu profile),"
-	@echo "              then every notebook under the T4 rehearsal and the training ones under the A100 one"
+	@echo "              then every notebook under the T4 rehearsal and every lesson under the A100 one"
 	@echo "make rehearse REHEARSAL=l4-rehearsal - run every notebook under one profile"
 	@echo "make peaks  - rerun the rehearsals and write their memory-ledger peaks into the headers"
 	@echo "make site   - build the course website (build/site) with every notebook's executed cpu outputs"

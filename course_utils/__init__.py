@@ -10,7 +10,7 @@ Importing it does nothing but import: no seeding, no style changes, no network. 
 """
 
 from .machinery import ledger
-from .machinery.loading import load_config, load_model, load_tokenizer, nf4_checkpoint, resolve_model
+from .machinery.loading import load_config, load_model, load_tokenizer, nf4_checkpoint_id, resolve_model
 from .machinery.notebook import seed_everything, setup_notebook
 from .machinery.profiles import PROFILES, Profile, environment_report, get_profile
 from .memory import (
@@ -34,7 +34,7 @@ __all__ = [
     "PROFILES", "Profile", "answer_batch", "chat", "dtype_summary", "environment_report",
     "estimate_footprint", "fmt_bytes", "free_memory", "get_profile", "gpu_memory", "ledger", "load_config",
     "load_model", "load_tokenizer", "lora_param_count", "measure_peak", "memory_now", "meta_model",
-    "model_footprint", "nf4_checkpoint", "print_dtype_summary", "quantizable_linears", "quantization_config",
-    "resolve_model", "seed_everything", "setup_notebook", "training_memory_bill",
+    "model_footprint", "nf4_checkpoint_id", "print_dtype_summary", "quantizable_linears",
+    "quantization_config", "resolve_model", "seed_everything", "setup_notebook", "training_memory_bill",
 ]
 __version__ = "0.1.0"

@@ -73,6 +73,8 @@ def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | 
     own sample (a file name in ``sample_data/`` or a function that generates the rows).
     ``hub_name`` names the online source when it is not the Hub (a raw GitHub file, say).
     Returns ``(rows, source)``.
+
+    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
     """
     root = data_dir()
     if root is not None and (root / local_file).exists():
@@ -88,8 +90,28 @@ def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | 
     return rows, source
 
 
+def clamp_split(n_train: int, n_eval: int, available: int) -> tuple[int, int]:
+    """Shrink a train/held-out request to ``available`` rows, keeping the held-out share, and say so.
+
+    A profile asks for counts; a data set (after dropping over-long records) may hold fewer.
+
+    Taught in lesson 07, section «3 · Instruction data, through the chat template».
+    """
+    if n_train + n_eval <= available:
+        return n_train, n_eval
+    if available < 2:
+        raise ValueError(f"need at least 2 rows to split into train and held-out, have {available}")
+    new_eval = min(available - 1, max(1, round(available * n_eval / (n_train + n_eval))))
+    print(f"data set holds {available:,} usable rows, fewer than {n_train:,} + {n_eval:,}: "
+          f"using {available - new_eval:,} for training and {new_eval:,} held out")
+    return available - new_eval, new_eval
+
+
 def split_train_eval(rows: list, n_eval: int, seed: int = 0) -> tuple[list, list]:
-    """Shuffle with a fixed seed and hold out ``n_eval`` rows (at least one left for training)."""
+    """Shuffle with a fixed seed and hold out ``n_eval`` rows (at least one left for training).
+
+    Taught in lesson 07, section «3 · Instruction data, through the chat template».
+    """
     if not 0 < n_eval < len(rows):
         raise ValueError(f"n_eval must be between 1 and {len(rows) - 1}, got {n_eval}")
     order = list(range(len(rows)))

@@ -61,6 +61,8 @@ def procedure_correct(output: str, reference: str) -> bool:
     (``<<315*7=2200>>``) is wrong by exact match and right here, so it shows whether a small model
     learned *which* computation to write. The expression is evaluated with ``evaluate_expression``;
     the model's own result after ``=`` is ignored. No annotation, or one that does not parse, is wrong.
+
+    Taught in lesson 06, section «9 · Train, then measure again».
     """
     found = _ANNOTATION.findall(output)
     gold = extract_gsm8k_answer(reference)
@@ -247,12 +249,18 @@ def load_gsm8k(split: str, n: int, profile, seed: int = 0) -> tuple[list[dict], 
 
 
 def question_chat(question: str) -> list[dict]:
-    """The chat that asks one GSM8K question, as training and evaluation both ask it."""
+    """The chat that asks one GSM8K question, as training and evaluation both ask it.
+
+    Taught in lesson 06, section «7 · The base model in 8-bit: does LoRA train on it?».
+    """
     return [{"role": "user", "content": PROMPT_TEMPLATE.format(question=question)}]
 
 
 def record_to_prompt_completion(row: dict) -> dict:
-    """Turn a record into trl's conversational prompt/completion form (loss on the completion only)."""
+    """Turn a record into trl's conversational prompt/completion form (loss on the completion only).
+
+    Taught in lesson 06, section «4 · Tokenizer, records and the length distribution».
+    """
     return {"prompt": question_chat(row["question"]),
             "completion": [{"role": "assistant", "content": row["answer"]}]}
 
@@ -264,6 +272,8 @@ def generation_budget(completion_lens, floor: int, cap: int | None = None) -> tu
     at least ``floor``. Greedy decoding runs a batch until its longest reply stops, so one long answer
     costs every row of the batch that many decoding steps: ``cap`` (the cpu profile's) bounds that.
     Returns the budget and a line saying what, if anything, was capped.
+
+    Taught in lesson 06, section «4 · Tokenizer, records and the length distribution».
     """
     lens = [int(n) for n in completion_lens]
     if not lens:

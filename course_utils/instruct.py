@@ -28,6 +28,8 @@ def parse_llama2(text: str) -> list[dict]:
 
     A ``<<SYS>> ... <</SYS>>`` block in the first instruction becomes a system message. Raises
     ``ValueError`` when the text holds no ``[INST] ... [/INST]`` turn or a turn has no answer.
+
+    Taught in lesson 07, section «3 · Instruction data, through the chat template».
     """
     turns = _TURN.findall(text)
     if not turns:
@@ -82,18 +84,3 @@ def guanaco_chats(rows: list[dict]) -> list[dict]:
     if bad:
         print(f"skipped {bad} of {len(rows)} records that are not in the [INST] format")
     return out
-
-
-def clamp_split(n_train: int, n_eval: int, available: int) -> tuple[int, int]:
-    """Shrink a train/held-out request to ``available`` rows, keeping the held-out share, and say so.
-
-    A profile asks for counts; a data set (after dropping over-long records) may hold fewer.
-    """
-    if n_train + n_eval <= available:
-        return n_train, n_eval
-    if available < 2:
-        raise ValueError(f"need at least 2 rows to split into train and held-out, have {available}")
-    new_eval = min(available - 1, max(1, round(available * n_eval / (n_train + n_eval))))
-    print(f"data set holds {available:,} usable rows, fewer than {n_train:,} + {n_eval:,}: "
-          f"using {available - new_eval:,} for training and {new_eval:,} held out")
-    return available - new_eval, new_eval

@@ -330,6 +330,41 @@ def real_meta(real_id: str):
     return meta_model(config)
 
 
+@lru_cache(maxsize=32)
+def _checkpoint_footprint(model_id: str, nf4: bool) -> dict[str, float] | None:
+    """The estimator's bytes and parameters of a course model's checkpoint (None: no config ships)."""
+    if shipped_config(model_id) is None:
+        return None
+    if nf4:  # NF4 weights + absmax constants + the 16-bit embeddings, norms and head
+        return estimate_footprint(real_meta(model_id), "nf4", torch.float16, double_quant=True)
+    return estimate_footprint(real_meta(model_id), None, torch.bfloat16)
+
+
+def checkpoint_gb(model_id: str) -> float | None:
+    """GB (1e9 bytes) of the weights ``from_pretrained`` downloads for one of the course's models.
+
+    Computed from its shipped config: 16-bit weights, or for a pre-quantized copy what the course's NF4
+    load stores. The row's typed ``gb`` where no config ships; None for a model the course does not know.
+    """
+    from .registry import model
+
+    row = model(model_id)
+    if row is not None and row.gb is not None:
+        return row.gb
+    footprint = _checkpoint_footprint(row.hub_id, model_id == row.nf4) if row else None
+    return footprint["total"] / 1e9 if footprint else None
+
+
+def param_count(model_id: str) -> int:
+    """The parameters of one of the course's models (a pre-quantized copy: its source's), from its config."""
+    from .registry import original_of
+
+    footprint = _checkpoint_footprint(original_of(model_id), False)
+    if footprint is None:
+        raise ValueError(f"no config of {model_id} ships with the course (sample_data/configs)")
+    return int(footprint["params"])
+
+
 def quantizable_linears(model: nn.Module) -> dict[str, nn.Linear]:
     """Return the nn.Linear layers bitsandbytes would replace: all but the output embedding."""
     out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None

@@ -37,6 +37,22 @@ def general_text(n_passages: int = 48, min_words: int = 40) -> list[str]:
     return passages
 
 
+def _right_padded_batches(model, tokenizer, texts: list[str], max_len: int, batch_size: int):
+    """Yield the texts as right-padded, truncated batches on the model's device.
+
+    Padding on the right keeps each text's positions where an unpadded pass puts them; the
+    tokenizer's padding side is restored when the batches are done (or the loop is left early).
+    """
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_len)
+            yield {k: v.to(model.device) for k, v in enc.items()}
+    finally:
+        tokenizer.padding_side = side
+
+
 @torch.no_grad()
 def sequence_nll(model, tokenizer, texts: list[str], max_len: int = 128, batch_size: int = 8) -> torch.Tensor:
     """Return the mean next-token negative log-likelihood (nats) of each text, shape (len(texts),).
@@ -45,43 +61,34 @@ def sequence_nll(model, tokenizer, texts: list[str], max_len: int = 128, batch_s
     Padding is on the right and masked out; no position predicts from a pad token.
     """
     out = []
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_len)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            logits = model(**enc).logits[:, :-1].float()
-            target = enc["input_ids"][:, 1:]
-            mask = enc["attention_mask"][:, 1:].float()
-            nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-            out.append(((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
-    finally:
-        tokenizer.padding_side = side
+    for enc in _right_padded_batches(model, tokenizer, texts, max_len, batch_size):
+        logits = model(**enc).logits[:, :-1].float()
+        target = enc["input_ids"][:, 1:]
+        mask = enc["attention_mask"][:, 1:].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        out.append(((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu())
     return torch.cat(out)
 
 
 @torch.no_grad()
 def next_token_logprobs(model, tokenizer, texts: list[str], max_len: int = 128,
                         batch_size: int = 8) -> list[torch.Tensor]:
-    """Return, per text, the log-softmax of the next-token logits at its real positions (fp32, cpu)."""
+    """Return, per text, the log-softmax of the next-token logits at its real positions (fp32, cpu).
+
+    Taught in lesson 00, section «4 · Load, measure, answer, free: three times».
+    """
     out = []
-    side, tokenizer.padding_side = tokenizer.padding_side, "right"
-    try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_len)
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            logp = F.log_softmax(model(**enc).logits.float(), dim=-1).cpu()
-            for row, n in zip(logp, enc["attention_mask"].sum(1).tolist()):
-                out.append(row[:n])
-    finally:
-        tokenizer.padding_side = side
+    for enc in _right_padded_batches(model, tokenizer, texts, max_len, batch_size):
+        logp = F.log_softmax(model(**enc).logits.float(), dim=-1).cpu()
+        out += [row[:n] for row, n in zip(logp, enc["attention_mask"].sum(1).tolist())]
     return out
 
 
 def mean_kl(reference: list[torch.Tensor], other: list[torch.Tensor]) -> torch.Tensor:
-    """Return per text the mean KL(reference ‖ other) over positions, in nats; shape (len(texts),)."""
+    """Return per text the mean KL(reference ‖ other) over positions, in nats; shape (len(texts),).
+
+    Taught in lesson 00, section «5 · Estimated vs measured».
+    """
     kls = []
     for p, q in zip(reference, other, strict=True):
         kls.append((p.exp() * (p - q)).sum(-1).mean())
@@ -108,6 +115,8 @@ def fake_quantize_linears(model, quantize=symmetric_int4, skip=("lm_head",)) -> 
     "Fake" quantization stores the dequantized values in the original dtype: the model computes as
     a real 4-bit kernel would (same rounded weights) without a special kernel. The head stays as
     bitsandbytes keeps it, in full precision.
+
+    Taught in lesson 03, section «4 · Full precision: load, summarise, answer, time».
     """
     n = 0
     for name, module in model.named_modules():

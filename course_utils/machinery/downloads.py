@@ -6,53 +6,49 @@ safetensors shards listed in model.safetensors.index.json. It never fetches a re
 ``original/`` folder (Meta's consolidated .pth, another 16 GB for Llama-3.1-8B) or GGUF copies;
 ``tools/stage_cache.py`` skips the same files with ``IGNORE``.
 
-The models' sizes and copies are in ``course_utils.registry``.
+The models' sizes and copies are in ``course_utils.registry``; which roles each notebook downloads,
+in ``runtime.WORKLOADS`` (the runtime model predicts the same downloads).
 """
 
 from __future__ import annotations
 
-from ..registry import CHECKPOINT_GB, nf4_source
+from ..memory import checkpoint_gb
+from ..registry import fmt_gb, nf4_source
+from .runtime import WORKLOADS
 
-NOTEBOOK_ROLES = {
-    # notebook -> the profile roles whose weights it loads (configs of other models are a few KB)
-    "00_setup_check": ("chat",),
-    "01_finetuning_taxonomy": ("chat", "small_chat"),  # small_chat: full fine-tuning vs LoRA
-    "02_icl_and_rag": ("chat", "embedding"),
-    "03_8bit_loading": ("chat",),
-    "04_lora_math": ("chat",),
-    "05_nf4_quantization": ("chat",),
-    "06_lora_gsm8k": ("chat",),
-    "07_qlora_llama": ("chat",),
-    "08_persona_sft_zhenhuan": ("chinese_chat",),
-    "09_custom_lora_chatglm": ("fused_qkv",),
-    "10_scale_out": ("chinese_chat",),  # Qwen2.5-1.5B: one full copy per T4 under DDP
-}
+GPU_TARGETS = ("t4", "l4", "a100")
 
-NF4_ONLY = {
-    # notebook -> the GPU recipes on which it loads the chat model only in NF4: there it downloads the
-    # pre-quantized checkpoint (NF4_CHECKPOINTS). 02 and 04 load 16-bit weights where they fit.
-    "01_finetuning_taxonomy": ("t4", "l4", "a100"),
-    "02_icl_and_rag": ("t4",),
-    "04_lora_math": ("t4",),
-}
-"""The other lessons quantize the weights themselves (int8 vs NF4 vs FP4, code books, merges) or
-load them in 16 bits, and need the full weights."""
+
+def download_roles(notebook: str, target: str) -> tuple:
+    """The roles whose weights a notebook downloads on ``target``: ``runtime.WORKLOADS``' roles, where
+    "chat_nf4" (the lessons that load the chat model only in NF4) is its pre-quantized copy."""
+    return WORKLOADS[notebook].roles_on(target)
+
+
+NOTEBOOK_ROLES = {nb: tuple(dict.fromkeys("chat" if r == "chat_nf4" else r for t in GPU_TARGETS
+                                           for r in download_roles(nb, t))) for nb in WORKLOADS}
+"""notebook -> the profile roles whose weights it loads (configs of other models are a few KB)."""
+NF4_ONLY = {nb: targets for nb in WORKLOADS
+            if (targets := tuple(t for t in GPU_TARGETS if "chat_nf4" in download_roles(nb, t)))}
+"""notebook -> the GPU recipes on which it loads the chat model only in NF4, and downloads its
+pre-quantized copy (``registry.MODELS``' ``nf4``). The other lessons quantize the weights themselves
+(int8 vs NF4 vs FP4, code books, merges) or load them in 16 bits, and need the full weights."""
 
 
 def download_plan(notebook: str, profile) -> list[tuple[str, float | None]]:
     """Return (Hub id, GB) for each checkpoint a notebook downloads under ``profile``.
 
     Models that come from the course's wheels (cpu profile) or are built locally (rehearsals) are
-    not downloads: they are left out.
+    not downloads: they are left out. The sizes are the registry's (``memory.checkpoint_gb``).
     """
     plan = []
-    for role in NOTEBOOK_ROLES[notebook]:
-        model_id = profile.model_id(role)
+    for role in download_roles(notebook, profile.target):
+        model_id = profile.model_id("chat" if role == "chat_nf4" else role)
         if model_id.startswith("course:"):
             continue
-        if role == "chat" and profile.target in NF4_ONLY.get(notebook, ()):
+        if role == "chat_nf4":
             model_id = nf4_source(model_id)
-        plan.append((model_id, CHECKPOINT_GB.get(model_id)))
+        plan.append((model_id, checkpoint_gb(model_id)))
     return plan
 
 
@@ -61,7 +57,7 @@ def describe_plan(notebook: str, profile) -> str:
     plan = download_plan(notebook, profile)
     if not plan:
         return f"downloads: none ({profile.name} profile: models come with the course's packages)"
-    parts = [f"{mid} ({gb:g} GB)" if gb is not None else f"{mid} (size unknown)" for mid, gb in plan]
+    parts = [f"{mid} ({fmt_gb(gb)} GB)" if gb is not None else f"{mid} (size unknown)" for mid, gb in plan]
     total = sum(gb or 0 for _, gb in plan)
     return (f"downloads: {', '.join(parts)} = {total:.1f} GB of safetensors, config and tokenizer files "
             "(once per VM; nothing from original/)")

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-from ..memory import shipped_config
+from ..memory import checkpoint_gb, shipped_config
 from ..models import give_spare_pad_token, quantization_config
 from ..precision import keep_cpu_4bit_differentiable
-from ..registry import CHECKPOINT_GB, UNGATED_MIRRORS, nf4_source
+from ..registry import UNGATED_MIRRORS, fmt_gb, nf4_source
 from .cache import course_cache_dir, publish_dir
 from .downloads import quantization_differences
 from .ledger import track_loaded
@@ -166,8 +166,8 @@ def load_config(model_id_or_path: str):
     return shipped if shipped is not None else AutoConfig.from_pretrained(resolve_model(model_id_or_path))
 
 
-def nf4_checkpoint(model_id: str) -> str:
-    """The pre-quantized NF4 checkpoint of a profile's model id, when the course knows one.
+def nf4_checkpoint_id(model_id: str) -> str:
+    """The Hub id of the pre-quantized NF4 checkpoint of a profile's model id, when the course knows one.
 
     For a lesson that only ever loads the model in NF4: it downloads about a third of the bytes
     (5.7 instead of 16.1 GB for Llama-3.1-8B). A rehearsal's tiny id maps to a tiny NF4 checkpoint
@@ -236,8 +236,8 @@ def _is_cached(model_id: str) -> bool:
 def _announce_download(model_id: str) -> None:
     if Path(model_id).exists() or _is_cached(model_id):
         return
-    size = CHECKPOINT_GB.get(model_id)
-    size_txt = f"about {size:g} GB" if size else "size unknown"
+    size = checkpoint_gb(model_id)
+    size_txt = f"about {fmt_gb(size)} GB" if size else "size unknown"
     print(f"Downloading {model_id} from the Hugging Face Hub ({size_txt}: safetensors weights, config and "
           "tokenizer files) into the HF cache.")
 

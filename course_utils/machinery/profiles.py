@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..memory import GPU_BUDGET_GB
+from ..registry import ROLES, for_role
 
 # Sentinel ids for the models the cpu profile takes from PyPI packages instead of the Hub.
 LOCAL_CHAT_MODEL = "course:smollm2-135m-instruct"
@@ -27,11 +28,6 @@ LOCAL_EMBEDDING_MODEL = "course:all-minilm-l6-v2"
 
 TINY_PREFIX = "course:tiny:"
 """A rehearsal's model ids: ``course:tiny:<real Hub id>`` names a tiny random copy of that model."""
-
-ROLES = ("chat", "chinese_chat", "fused_qkv", "embedding", "small_chat")
-"""Model roles: the Llama lessons' chat model, the persona lesson's Chinese chat model, the custom
-LoRA lesson's fused-QKV model, the RAG lesson's embedding model, and a small chat model that every
-profile can fully fine-tune (SmolLM2-135M-Instruct; 01 compares full fine-tuning with LoRA on it)."""
 
 _ROLE_ENV = {role: f"COURSE_{role.upper()}_MODEL" for role in ROLES}
 
@@ -111,13 +107,7 @@ _CPU_MODELS = {
     "embedding": LOCAL_EMBEDDING_MODEL,
     "small_chat": LOCAL_CHAT_MODEL,  # the same model as the GPU profiles' small_chat, from its wheel
 }
-_GPU_MODELS = {
-    "chat": "unsloth/Llama-3.1-8B-Instruct",  # ungated copy of meta-llama's (models.checked_model_id)
-    "chinese_chat": "Qwen/Qwen2.5-1.5B-Instruct",
-    "fused_qkv": "microsoft/Phi-4-mini-instruct",  # native fused qkv_proj (lesson 09 says why not ChatGLM3)
-    "embedding": "sentence-transformers/all-MiniLM-L6-v2",
-    "small_chat": "HuggingFaceTB/SmolLM2-135M-Instruct",  # ungated, 0.27 GB: full fine-tuning fits a T4
-}
+_GPU_MODELS = {role: for_role(role).profile_id for role in ROLES}  # the registry's rows
 
 _GPU_PROFILES = {
     "t4": Profile(

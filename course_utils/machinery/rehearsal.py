@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
+from ..data import SAMPLE_DIR
 from .profiles import TINY_PREFIX
 
-SAMPLE_DIR = Path(__file__).parents[1] / "sample_data"
 TOKENIZER_DATA_DIR = SAMPLE_DIR / "tokenizers"
 # Head dim 32: bitsandbytes' CPU inference path for 4-bit layers (taken on CPUs with AVX512-BF16)
 # packs weights in blocks of 32 output features, so a 16-wide k/v projection fails where every real

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..registry import CHECKPOINT_GB, nf4_source
+from ..memory import checkpoint_gb, param_count
+from ..registry import nf4_source
 from .profiles import PROFILES, Profile
 
 DOWNLOAD_MB_S = 60.0  # Hub -> Colab download, MB/s (an assumption: Colab's usual range is 30-150)
@@ -44,19 +45,13 @@ DECODE_EFFICIENCY = {None: 0.5, "int8": 0.15, "nf4": 0.3}
 """Share of memory bandwidth a greedy ``generate`` reaches per decoding step (batched prompts read the
 weights once per step); int8 generation in bitsandbytes is known to be slow."""
 
-MODEL_PARAMS_B = {"chat": 8.03, "chat_nf4": 8.03, "chinese_chat": 1.54, "fused_qkv": 3.84, "embedding": 0.023,
-                  "small_chat": 0.135}
-DOWNLOAD_GB = {"chat": 16.1, "chat_nf4": CHECKPOINT_GB[nf4_source("unsloth/Llama-3.1-8B-Instruct")],
-               "chinese_chat": 3.1, "fused_qkv": 7.7, "embedding": 0.09,
-               "small_chat": CHECKPOINT_GB["HuggingFaceTB/SmolLM2-135M-Instruct"]}
-"""GB per role; "chat_nf4" is the chat model's pre-quantized NF4 checkpoint (NF4-only lessons)."""
-
-
 @dataclass(frozen=True)
 class Workload:
     """What one notebook does on a GPU profile (a function of the profile's knobs)."""
 
-    roles: tuple | dict  # models downloaded (a dict: per target, "default" for the rest)
+    # roles whose models it downloads (a dict: per target, "default" for the rest); "chat_nf4" is the chat
+    # model's pre-quantized NF4 copy (the NF4-only lessons). downloads.download_plan reads them too.
+    roles: tuple | dict
     quant: str | None  # format of the trained / generating model
     train_role: str | None = None
     train_tokens_per_seq: int = 0  # mean tokens of a training sequence (from the data set)
@@ -154,12 +149,19 @@ WORKLOADS = {
 }
 
 
+def role_model_id(role: str, target: str) -> str:
+    """The Hub id behind a workload's role on ``target`` ("chat_nf4": the chat model's NF4 copy).
+
+    The profile's own model, whatever a ``COURSE_<ROLE>_MODEL`` override says: the predictions are of
+    the course's models, whose sizes the registry knows.
+    """
+    models = PROFILES[target].models
+    return nf4_source(models["chat"]) if role == "chat_nf4" else models[role]
+
+
 def main_model_id(notebook: str, profile: Profile) -> str:
     """The Hub id of the model a notebook loads ``n_loads`` times on ``profile`` (its first role)."""
-    role = WORKLOADS[notebook].roles_on(profile.target)[0]
-    if role == "chat_nf4":
-        return nf4_source(PROFILES[profile.target].model_id("chat"))
-    return PROFILES[profile.target].model_id(role)
+    return role_model_id(WORKLOADS[notebook].roles_on(profile.target)[0], profile.target)
 
 
 def load_seconds(checkpoint_gb: float, loads: int, host_ram_gb: float, quantized_gb: float = 0.0,
@@ -194,12 +196,18 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     """Return predicted minutes (download, loading, training, scoring, generation, overhead, total)."""
     w, gpu = WORKLOADS[notebook], GPU_SPECS[profile.target]
     roles = w.roles_on(profile.target)
-    download = sum(DOWNLOAD_GB[r] for r in roles) * 1e3 / DOWNLOAD_MB_S / 60
+    # sizes and parameter counts: the registry's, computed from the shipped configs
+    gb = {r: checkpoint_gb(role_model_id(r, profile.target)) for r in roles}
+
+    def n_params(role: str) -> int:
+        return param_count(role_model_id(role, profile.target))
+
+    download = sum(gb.values()) * 1e3 / DOWNLOAD_MB_S / 60
     loads = [w.n_loads(profile.target) * w.n_processes(profile.target)] + [1] * (len(roles) - 1)
     # the main model loads in the notebook's format; a pre-quantized checkpoint ("chat_nf4") is not quantized
-    quantized = [2 * MODEL_PARAMS_B[r] if (w.quant and k == 0 and r != "chat_nf4") else 0.0
+    quantized = [2 * n_params(r) / 1e9 if (w.quant and k == 0 and r != "chat_nf4") else 0.0
                  for k, r in enumerate(roles)]
-    loading = sum(load_seconds(DOWNLOAD_GB[r], n, profile.host_ram_gb, q, profile.target)
+    loading = sum(load_seconds(gb[r], n, profile.host_ram_gb, q, profile.target)
                   for r, n, q in zip(roles, loads, quantized)) / 60
     train = 0.0
     if w.train_role:
@@ -207,15 +215,15 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
                                           * w.train_epochs_of_profile_steps)
         tokens = sequences * w.train_tokens_per_seq
         # LoRA, checkpointing: 2+2 fwd, 4 bwd
-        train = train_seconds(MODEL_PARAMS_B[w.train_role] * 1e9, tokens, w.quant, profile.target) / 60
+        train = train_seconds(n_params(w.train_role), tokens, w.quant, profile.target) / 60
     score = 0.0
     if w.score_passes:
         n = {"n_eval": profile.n_eval, "heldout": max(100, profile.n_eval)}.get(w.score_sequences)
         n = int(w.score_sequences) if n is None else n
-        flops = 2 * MODEL_PARAMS_B[roles[0]] * 1e9 * n * w.score_tokens_per_seq * w.score_passes
+        flops = 2 * n_params(roles[0]) * n * w.score_tokens_per_seq * w.score_passes
         score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     for quant in w.compare:
-        params = MODEL_PARAMS_B[w.train_role] * 1e9
+        params = n_params(w.train_role)
         if quant is None and params * 2 > profile.gpu_memory_gb * 1e9:
             continue
         tokens = profile.compare_steps * w.compare_batch * profile.grad_accum * w.compare_tokens_per_seq
@@ -227,7 +235,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
     if w.gen_role:
         n = profile.n_eval if w.gen_sequences == "n_eval" else int(w.gen_sequences)
         batches = -(-n // w.gen_batch)
-        step_s = decode_step_seconds(MODEL_PARAMS_B[w.gen_role] * 1e9, w.quant, profile.target)
+        step_s = decode_step_seconds(n_params(w.gen_role), w.quant, profile.target)
         budget = w.gen_tokens or profile.max_new_tokens
         gen = w.gen_passes * batches * budget * step_s / 60
     total = download + loading + train + score + gen + HOST_OVERHEAD_MIN
