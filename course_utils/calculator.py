@@ -41,7 +41,10 @@ def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: s
 
 
 def format_bill(bill: dict) -> str:
-    """The bill as a few lines of text: parts, total, and fit per GPU."""
+    """The bill as a few lines of text: parts, total, and fit per GPU.
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
     lines = [f"{k:>18}: {fmt_bytes(v)}" for k, v in bill["parts"].items()]
     lines.append(f"{'total':>18}: {fmt_bytes(bill['total'])}  ({bill['trainable_params']:,} trainable)")
     lines.append(" " * 20 + "  ".join(f"{g.upper()} {'fits' if ok else 'does not fit'}"
@@ -50,7 +53,10 @@ def format_bill(bill: dict) -> str:
 
 
 def memory_calculator(model_id: str = "meta-llama/Llama-3.1-8B-Instruct"):
-    """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell)."""
+    """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell).
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
     import ipywidgets as widgets
 
     linear_names = sorted({name.split(".")[-1] for name, m in real_meta(model_id).named_modules()

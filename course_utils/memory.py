@@ -80,6 +80,8 @@ def dtype_summary(model: nn.Module) -> list[dict]:
     """Group parameters by storage dtype: tensors, weights represented, bytes. One row per dtype.
 
     Printing the dtype of every parameter gives hundreds of lines; the groups are what matter.
+
+    Taught in lesson 03, section «4 · Full precision: load, summarise, answer, time».
     """
     groups: dict[str, dict] = defaultdict(lambda: {"tensors": 0, "params": 0, "bytes": 0})
     seen: set[int] = set()
@@ -244,6 +246,8 @@ def measure_peak(interval_s: float = 0.005):
     (``rss_delta``), because that is what the operating system counts against the machine's RAM;
     it is noisier (glibc keeps freed pages, the page cache comes and goes), which is why it is not
     the number the course compares with its predictions.
+
+    Taught in lesson 07, section «7 · Training settings, and what each one buys».
     """
     result = PeakMemory("cuda allocated" if torch.cuda.is_available() else "CPU tensors")
     t0 = time.perf_counter()
@@ -446,6 +450,8 @@ class TrainingRun:
     of the activations; ``autocast_dtype`` the 16-bit dtype mixed precision computes in, when it differs
     (fp32 weights under the Trainer's fp16/bf16 autocast; None: ``dtype``). ``seq_len`` is the longest
     sequence the run can meet: the recipe's cap, never a length measured on a sample.
+
+    Taught in lesson 10, section «7 · Sharding: each process holds 1/N of the model».
     """
 
     config: object
@@ -673,7 +679,10 @@ HELD_LEAVES_OUT = "activations, logits, autocast's 16-bit weight copies and the 
 
 
 def left_out_of_held(bill: dict[str, float]) -> str:
-    """The parts of ``bill`` that ``HELD_PARTS`` leaves out, with their bytes (a partial bill's caption)."""
+    """The parts of ``bill`` that ``HELD_PARTS`` leaves out, with their bytes (a partial bill's caption).
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
     return ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in bill.items() if k not in HELD_PARTS)
 
 
