@@ -43,7 +43,7 @@ def pytest_runtest_teardown(item, nextitem):
     if not out or kernel is None or (nextitem is not None and nextitem.parent is item.parent):
         return
     path = Path(out) / f"{Path(str(item.parent.fspath)).stem}.{os.environ.get('COURSE_PROFILE', '')}.json"
-    code = f"from course_utils import ledger as _ledger\n_ledger.current().save_peak({str(path)!r})"
+    code = f"from course_utils import ledger as _ledger\n_ledger.save_peak({str(path)!r})"
     kernel.await_reply(kernel.execute_cell_input(code, allow_stdin=False), timeout=60)
 
 

@@ -1,8 +1,8 @@
 """Memory calculator: the training bill of a model at real scale, and which GPU it fits.
 
 ``memory_bill(...)`` is a pure function (tests call it headless); ``memory_calculator()`` wraps it in
-ipywidgets for a notebook. The bill is ``memory.lora_training_parts``, the arithmetic the rehearsals'
-memory ledger uses, and it is compared with the same budgets (``memory.GPU_BUDGET_GB``: T4 14 GB,
+ipywidgets for a notebook. The bill is ``memory.lora_training_bill``, the bill the rehearsals' memory
+ledger enters, and it is compared with the same budgets (``memory.GPU_BUDGET_GB``: T4 14 GB,
 L4 21 GB, A100 38 GB of GPU memory).
 """
 
@@ -10,35 +10,41 @@ from __future__ import annotations
 
 import torch
 
-from .memory import GPU_BUDGET_GB, fmt_bytes, lora_param_count, lora_training_parts, real_meta
+from .memory import GPU_BUDGET_GB, TrainingRun, fmt_bytes, lora_training_bill, real_meta
 
 PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
               "int8": ("int8", torch.float16), "nf4": ("nf4", torch.bfloat16)}
 LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GPUS = ("t4", "l4", "a100")
+CALCULATOR_RUN = {"batch_size": 4, "seq_len": 512, "gradient_checkpointing": True,
+                  "optim": "paged_adamw_8bit"}
+"""The calculator's run when none is given: the fields of ``memory.TrainingRun`` it sets."""
 
 
 def memory_bill(model_id: str = "meta-llama/Llama-3.1-8B-Instruct", precision: str = "nf4", r: int = 16,
-                target_modules=LLAMA_TARGETS, batch_size: int = 4, seq_len: int = 512,
-                gradient_checkpointing: bool = True, optim: str = "paged_adamw_8bit",
-                kbit_upcast: bool = True) -> dict:
+                target_modules=LLAMA_TARGETS, **run_fields) -> dict:
     """Return the real-scale LoRA training bill in bytes by part, its total, and whether it fits each GPU.
 
-    ``precision`` is the frozen base's format; 16-bit parts of a quantized model are fp32 after
-    ``prepare_model_for_kbit_training`` when ``kbit_upcast`` is set (as the course's notebooks do).
+    ``precision`` is the frozen base's format (it sets the run's dtype); ``run_fields`` are the other fields
+    of ``memory.TrainingRun`` (batch_size, seq_len, gradient_checkpointing, optim, lora_dropout,
+    autocast_dtype), over ``CALCULATOR_RUN``. Quantized bases are billed as
+    ``prepare_model_for_kbit_training`` leaves them (fp32 norms and embeddings), as the notebooks train them.
     """
     quant, dtype = PRECISIONS[precision]
     real = real_meta(model_id)
-    trainable = lora_param_count(real, target_modules, r)
-    parts = lora_training_parts(real, quant, dtype, r, target_modules, batch_size, seq_len,
-                                gradient_checkpointing, optim, kbit_upcast=kbit_upcast)
+    run = TrainingRun.lora(real, r, target_modules, **{"dtype": dtype, **CALCULATOR_RUN, **run_fields})
+    parts = lora_training_bill(real, run, quant)
     total = sum(parts.values())
     fits = {gpu: total <= GPU_BUDGET_GB[gpu] * 1e9 for gpu in GPUS}
-    return {"parts": parts, "total": total, "trainable_params": trainable, "fits": fits}
+    return {"parts": parts, "total": total, "trainable_params": run.trainable_params, "fits": fits,
+            "run": run}
 
 
 def format_bill(bill: dict) -> str:
-    """The bill as a few lines of text: parts, total, and fit per GPU."""
+    """The bill as a few lines of text: parts, total, and fit per GPU.
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
     lines = [f"{k:>18}: {fmt_bytes(v)}" for k, v in bill["parts"].items()]
     lines.append(f"{'total':>18}: {fmt_bytes(bill['total'])}  ({bill['trainable_params']:,} trainable)")
     lines.append(" " * 20 + "  ".join(f"{g.upper()} {'fits' if ok else 'does not fit'}"
@@ -47,15 +53,17 @@ def format_bill(bill: dict) -> str:
 
 
 def memory_calculator(model_id: str = "meta-llama/Llama-3.1-8B-Instruct"):
-    """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell)."""
+    """Return an ipywidgets widget over ``memory_bill`` (display it in a notebook cell).
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
     import ipywidgets as widgets
 
     linear_names = sorted({name.split(".")[-1] for name, m in real_meta(model_id).named_modules()
                            if isinstance(m, torch.nn.Linear) and name != "lm_head"})
 
-    def show(precision, r, targets, batch_size, seq_len, gradient_checkpointing, optim):
-        print(format_bill(memory_bill(model_id, precision, r, targets, batch_size, seq_len,
-                                      gradient_checkpointing, optim)))
+    def show(precision, r, targets, **run_fields):
+        print(format_bill(memory_bill(model_id, precision, r, targets, **run_fields)))
 
     return widgets.interactive(
         show,

@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -79,6 +80,8 @@ def dtype_summary(model: nn.Module) -> list[dict]:
     """Group parameters by storage dtype: tensors, weights represented, bytes. One row per dtype.
 
     Printing the dtype of every parameter gives hundreds of lines; the groups are what matter.
+
+    Taught in lesson 03, section «4 · Full precision: load, summarise, answer, time».
     """
     groups: dict[str, dict] = defaultdict(lambda: {"tensors": 0, "params": 0, "bytes": 0})
     seen: set[int] = set()
@@ -243,6 +246,8 @@ def measure_peak(interval_s: float = 0.005):
     (``rss_delta``), because that is what the operating system counts against the machine's RAM;
     it is noisier (glibc keeps freed pages, the page cache comes and goes), which is why it is not
     the number the course compares with its predictions.
+
+    Taught in lesson 07, section «7 · Training settings, and what each one buys».
     """
     result = PeakMemory("cuda allocated" if torch.cuda.is_available() else "CPU tensors")
     t0 = time.perf_counter()
@@ -414,34 +419,6 @@ def lora_param_count(config_or_model, target_modules, r: int) -> int:
                if isinstance(m, nn.Linear) and name.split(".")[-1] in targets)
 
 
-def training_memory_bill(config, method: str, r: int = 16,
-                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
-                                         "gate_proj", "up_proj", "down_proj"),
-                         weight_dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
-    """Estimate training memory in bytes (weights, gradients, AdamW states) for full/lora/qlora.
-
-    Activations depend on batch size, sequence length and checkpointing, so they are left out
-    and the notebooks state that. Full fine-tuning: bf16 weights and grads plus fp32 master
-    weights and two fp32 Adam moments (16 bytes per parameter, mixed precision). LoRA: frozen
-    bf16 base, and grads + fp32 weights + two moments only for the adapter. QLoRA: NF4 base.
-    """
-    model = meta_model(config)
-    n_params = estimate_footprint(model)["params"]
-    elem = torch.tensor([], dtype=weight_dtype).element_size()
-    if method == "full":
-        trainable = n_params
-        base = n_params * elem
-        states = trainable * (elem + 4 + 8)  # grads (bf16) + fp32 master + 2 fp32 moments
-    elif method in ("lora", "qlora"):
-        trainable = lora_param_count(model, target_modules, r)
-        base = estimate_footprint(model, "nf4" if method == "qlora" else None, weight_dtype)["total"]
-        states = trainable * (4 + 4 + 8)  # fp32 adapter weights + grads + 2 moments
-    else:
-        raise ValueError(f"unknown method {method!r}; use 'full', 'lora' or 'qlora'")
-    return {"method": method, "trainable_params": trainable, "weights": base,
-            "grads_and_optimizer": states, "total": base + states}
-
-
 # ----------------------------------------------------------------------------- a training run
 
 GPU_BUDGET_GB = {"t4": 14.0, "l4": 21.0, "a100": 38.0}
@@ -464,8 +441,54 @@ bitsandbytes' per-block scales add < 1%). Paged variants hold the same bytes in 
 which can spill to host RAM under pressure, but not before the GPU is full: counted on the GPU."""
 
 
-def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointing: bool,
-                     dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> float:
+@dataclass(frozen=True)
+class TrainingRun:
+    """One training run, as every memory bill below reads it.
+
+    ``config`` is the model's config at the scale the bill is for; ``trainable_params`` the weights that
+    train (``TrainingRun.lora`` counts a LoRA adapter's). ``dtype`` is the dtype of the frozen weights and
+    of the activations; ``autocast_dtype`` the 16-bit dtype mixed precision computes in, when it differs
+    (fp32 weights under the Trainer's fp16/bf16 autocast; None: ``dtype``). ``seq_len`` is the longest
+    sequence the run can meet: the recipe's cap, never a length measured on a sample.
+
+    Taught in lesson 10, section «7 · Sharding: each process holds 1/N of the model».
+    """
+
+    config: object
+    trainable_params: int
+    batch_size: int = 1
+    seq_len: int = 512
+    gradient_checkpointing: bool = True
+    optim: str = "adamw_torch"
+    dtype: torch.dtype = torch.float32
+    lora_dropout: bool = True
+    autocast_dtype: torch.dtype | None = None
+
+    def __post_init__(self):
+        if self.optim not in OPTIMIZER_BYTES_PER_PARAM:
+            known = ", ".join(OPTIMIZER_BYTES_PER_PARAM)
+            raise ValueError(f"unknown optimizer {self.optim!r}; known: {known}")
+
+    @classmethod
+    def lora(cls, config_or_model, r: int, target_modules, **fields) -> TrainingRun:
+        """The run of a LoRA adapter of rank ``r`` on ``target_modules``; ``fields`` are the other fields."""
+        model = config_or_model if isinstance(config_or_model, nn.Module) else meta_model(config_or_model)
+        return cls(model.config, lora_param_count(model, target_modules, r), **fields)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.autocast_dtype or self.dtype
+
+    def describe(self) -> str:
+        return (f"batch {self.batch_size} x {self.seq_len} tokens, checkpointing "
+                f"{'on' if self.gradient_checkpointing else 'off'}, {self.optim}")
+
+
+def _elem(dtype: torch.dtype) -> int:
+    return torch.tensor([], dtype=dtype).element_size()
+
+
+def activation_bytes(run: TrainingRun) -> float:
     """Estimate the activations a LoRA training step keeps for backward, in bytes.
 
     Per token and decoder layer the saved tensors are a multiple of the hidden size h, the MLP width
@@ -477,28 +500,26 @@ def activation_bytes(config, batch_size: int, seq_len: int, gradient_checkpointi
     layers saves less, so for those this is an upper bound. With gradient checkpointing each layer
     keeps only its input, and backward recomputes one layer at a time: the full set for one layer.
     """
-    kept, recomputed = _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype,
-                                         lora_dropout)
+    kept, recomputed = _activation_parts(run)
     return kept + recomputed
 
 
-def _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype, lora_dropout):
+def _activation_parts(run: TrainingRun) -> tuple[float, float]:
     """Activations kept through the forward pass, and those of the one layer backward recomputes."""
+    config = run.config
     h, i = config.hidden_size, config.intermediate_size
     head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
     kv = config.num_key_value_heads * head_dim
-    elem = torch.tensor([], dtype=dtype).element_size()
-    per_h, per_i = _ACT_BYTES[(min(elem, 4), bool(lora_dropout))]
+    elem = _elem(run.dtype)
+    per_h, per_i = _ACT_BYTES[(min(elem, 4), bool(run.lora_dropout))]
     per_layer = per_h * h + per_i * i + 2 * elem * kv  # bytes per token: k and v after RoPE
-    tokens = batch_size * seq_len
-    if gradient_checkpointing:
+    tokens = run.batch_size * run.seq_len
+    if run.gradient_checkpointing:
         return tokens * config.num_hidden_layers * elem * h, tokens * per_layer
     return tokens * config.num_hidden_layers * per_layer, 0
 
 
-def step_peak_bytes(config, trainable_params: int, batch_size: int, seq_len: int,
-                    gradient_checkpointing: bool, dtype: torch.dtype = torch.float32,
-                    lora_dropout: bool = True) -> float:
+def step_peak_bytes(run: TrainingRun) -> float:
     """Estimate the peak a training step adds on top of the weights and the optimizer state.
 
     The parts of ``training_state_bytes`` are never all alive at once. The peak comes at one of two
@@ -508,10 +529,9 @@ def step_peak_bytes(config, trainable_params: int, batch_size: int, seq_len: int
     counting both in full makes this moment an upper bound). Checked against the profiler's count
     of live CPU tensors in ``tests/test_memory.py``.
     """
-    kept, recomputed = _activation_parts(config, batch_size, seq_len, gradient_checkpointing, dtype,
-                                         lora_dropout)
-    end_of_forward = kept + logits_bytes(config, batch_size, seq_len, dtype)
-    backward = kept + recomputed + trainable_params * 4.0  # fp32 LoRA gradients
+    kept, recomputed = _activation_parts(run)
+    end_of_forward = kept + logits_bytes(run)
+    backward = kept + recomputed + run.trainable_params * 4.0  # fp32 LoRA gradients
     return max(end_of_forward, backward)
 
 
@@ -521,36 +541,44 @@ _ACT_BYTES = {  # (bytes per element, LoRA dropout) -> saved bytes per token and
 }
 
 
-def logits_bytes(config, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32) -> float:
+def logits_bytes(run: TrainingRun) -> float:
     """Estimate the bytes of the logits and the loss over them at the step's peak.
 
     The logits (batch x seq x vocab, compute dtype), their fp32 copy for the loss (when the compute
     dtype is 16-bit), log-softmax's fp32 output saved for backward, and its fp32 gradient. For
     Llama-3's vocabulary of 128k this is the largest single item of a short-context run.
     """
-    elem = torch.tensor([], dtype=dtype).element_size()
-    n = batch_size * seq_len * config.vocab_size
+    elem = _elem(run.dtype)
+    n = run.batch_size * run.seq_len * run.config.vocab_size
     return n * (elem + (4 if elem != 4 else 0) + 4 + 4)
 
 
-def training_state_bytes(config, trainable_params: int, batch_size: int, seq_len: int,
-                         gradient_checkpointing: bool, optim: str = "adamw_torch",
-                         dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> dict[str, float]:
+def training_state_bytes(run: TrainingRun) -> dict[str, float]:
     """Return the bytes a training run adds to the model's weights, by part.
 
     Trainable (LoRA) weights are kept in fp32 by peft whatever the base dtype, and so are their
     gradients; the optimizer state follows ``OPTIMIZER_BYTES_PER_PARAM``.
     """
-    if optim not in OPTIMIZER_BYTES_PER_PARAM:
-        raise ValueError(f"unknown optimizer {optim!r}; known: {', '.join(OPTIMIZER_BYTES_PER_PARAM)}")
+    n = run.trainable_params
     return {
-        "trainable_weights": trainable_params * 4.0,
-        "gradients": trainable_params * 4.0,
-        "optimizer": trainable_params * float(OPTIMIZER_BYTES_PER_PARAM[optim]),
-        "activations": activation_bytes(config, batch_size, seq_len, gradient_checkpointing, dtype,
-                                        lora_dropout),
-        "logits": logits_bytes(config, batch_size, seq_len, dtype),
+        "trainable_weights": n * 4.0,
+        "gradients": n * 4.0,
+        "optimizer": n * float(OPTIMIZER_BYTES_PER_PARAM[run.optim]),
+        "activations": activation_bytes(run),
+        "logits": logits_bytes(run),
     }
+
+
+def training_bill_parts(run: TrainingRun) -> dict[str, float]:
+    """The parts of ``training_state_bytes`` plus one negative part, so that they add up to the peak.
+
+    Gradients, activations and logits are never all alive at once (``step_peak_bytes``); the part
+    ``not_live_at_once`` subtracts what their sum overcounts, and keeps each part visible in a bill.
+    """
+    parts = training_state_bytes(run)
+    overlap = parts["gradients"] + parts["activations"] + parts["logits"]
+    parts["not_live_at_once"] = step_peak_bytes(run) - overlap
+    return parts
 
 
 def layer_pattern(name: str) -> str:
@@ -575,8 +603,7 @@ def fp32_matmul_weights(model: nn.Module) -> set[str]:
     return out
 
 
-def autocast_copy_bytes(real: nn.Module, fp32_frozen: set[str], compute_dtype: torch.dtype,
-                        trainable_params: int, gradient_checkpointing: bool) -> float:
+def autocast_copy_bytes(real: nn.Module, fp32_frozen: set[str], run: TrainingRun) -> float:
     """Bytes of the 16-bit weight copies autocast holds at a training step's peak, at ``real``'s scale.
 
     Under ``torch.autocast`` in fp16/bf16 a matmul with an fp32 weight runs on a 16-bit copy of it.
@@ -587,10 +614,11 @@ def autocast_copy_bytes(real: nn.Module, fp32_frozen: set[str], compute_dtype: t
     128256 x 4096 head makes a 1.05 GB fp16 copy. With gradient checkpointing a decoder layer's saved
     tensors are dropped and recomputed one layer at a time: the copies inside the layers count for one
     layer, those outside (the head) in full. ``fp32_frozen`` names the frozen fp32 linears
-    (``fp32_matmul_weights`` of the model that trains); ``real`` is the module tree the bill is for.
-    Zero in fp32 (no autocast). Checked against torch's allocations in ``tests/test_ledger.py``.
+    (``fp32_matmul_weights`` of the model that trains); ``real`` is the module tree the bill is for;
+    the copies are in ``run.compute_dtype``. Zero in fp32 (no autocast). Checked against torch's
+    allocations in ``tests/test_ledger.py``.
     """
-    elem = torch.tensor([], dtype=compute_dtype).element_size()
+    elem = _elem(run.compute_dtype)
     if elem >= 4:
         return 0.0
     outside = inside = 0.0
@@ -603,54 +631,89 @@ def autocast_copy_bytes(real: nn.Module, fp32_frozen: set[str], compute_dtype: t
                 layer_bytes[name.split(".")[layer_pattern(name).split(".").index("*")]] += nbytes
             else:
                 outside += nbytes
-    if gradient_checkpointing:
+    if run.gradient_checkpointing:
         inside = max(layer_bytes.values(), default=0.0)
-    return outside + inside + trainable_params * elem
+    return outside + inside + run.trainable_params * elem
 
 
-def training_bill_parts(config, trainable_params: int, batch_size: int, seq_len: int,
-                        gradient_checkpointing: bool, optim: str = "adamw_torch",
-                        dtype: torch.dtype = torch.float32, lora_dropout: bool = True) -> dict[str, float]:
-    """The parts of ``training_state_bytes`` plus one negative part, so that they add up to the peak.
-
-    Gradients, activations and logits are never all alive at once (``step_peak_bytes``); the part
-    ``not_live_at_once`` subtracts what their sum overcounts, and keeps each part visible in a bill.
-    """
-    parts = training_state_bytes(config, trainable_params, batch_size, seq_len, gradient_checkpointing,
-                                 optim, dtype, lora_dropout)
-    peak = step_peak_bytes(config, trainable_params, batch_size, seq_len, gradient_checkpointing, dtype,
-                           lora_dropout)
-    parts["not_live_at_once"] = peak - (parts["gradients"] + parts["activations"] + parts["logits"])
-    return parts
+def training_run_parts(real: nn.Module, fp32_frozen: set[str], run: TrainingRun) -> dict[str, float]:
+    """What a training run adds to the weights, by part: ``training_bill_parts``, autocast's copies of the
+    fp32 weights named in ``fp32_frozen`` and the CUDA context. The memory ledger enters this for a run."""
+    return {**training_bill_parts(run), "autocast_copies": autocast_copy_bytes(real, fp32_frozen, run),
+            "cuda_context": CUDA_CONTEXT_BYTES}
 
 
-def lora_training_parts(real, quantization: str | None, dtype: torch.dtype, r: int, target_modules,
-                        batch_size: int, seq_len: int, gradient_checkpointing: bool,
-                        optim: str = "adamw_torch", lora_dropout: bool = True,
-                        kbit_upcast: bool = True, head_upcast: bool = False) -> dict[str, float]:
-    """The real-scale bill of LoRA training on a base in ``quantization`` (None: unquantized ``dtype``).
+def lora_training_bill(real: nn.Module, run: TrainingRun, quantization: str | None = None,
+                       kbit_upcast: bool = True, head_upcast: bool = False) -> dict[str, float]:
+    """The LoRA training bill by part: what training ``run`` on the base ``real`` holds on the GPU.
 
-    ``real`` is the model's module tree (on the meta device). The weights are counted as training holds
-    them: with ``kbit_upcast`` the unquantized parts of a quantized base (norms, embeddings, head) in fp32,
-    as ``prepare_model_for_kbit_training`` leaves them, but an untied head back in the compute dtype
+    ``real`` is the model's module tree (on the meta device), its base in ``quantization`` (None:
+    unquantized ``run.dtype``). The weights are counted as training holds them: with ``kbit_upcast`` the
+    unquantized parts of a quantized base (norms, embeddings, head) in fp32, as
+    ``prepare_model_for_kbit_training`` leaves them, but an untied head back in the compute dtype
     (``models.keep_head_in_compute_dtype``, as the course does; ``head_upcast=True``: left in fp32);
-    then the adapter's weights, gradients and optimizer state, activations and logits
-    (``memory.training_bill_parts``), the 16-bit copies autocast makes of fp32 weights
-    (``memory.autocast_copy_bytes``; an fp32 head's copy is 1.05 GB for Llama-3.1-8B) and the CUDA context.
+    then ``training_run_parts``: the adapter's weights, gradients and optimizer state, activations and
+    logits, the 16-bit copies autocast makes of fp32 weights (an fp32 head's copy is 1.05 GB for
+    Llama-3.1-8B) and the CUDA context. The calculator shows this bill and the memory ledger enters the
+    same parts (the weights when a model is loaded, the rest when its run starts).
     """
-    kept = torch.float32 if quantization and kbit_upcast else dtype
+    kept = torch.float32 if quantization and kbit_upcast else run.dtype
     weights = estimate_footprint(real, quantization, kept)
-    trainable = lora_param_count(real, target_modules, r)
     head = real.get_output_embeddings()
-    fp32_frozen = set()  # an unquantized base in the compute dtype has no fp32 weight for autocast to copy
+    fp32_frozen = set()  # the frozen fp32 linears autocast copies
     if quantization and kbit_upcast and head is not None:
         if head_upcast or head.weight is real.get_input_embeddings().weight:  # a tied head stays fp32
             fp32_frozen = {name for name, m in real.named_modules() if m is head}
         else:  # models.keep_head_in_compute_dtype: the head back in the compute dtype
-            weights["weights"] -= head.weight.numel() * (4 - torch.tensor([], dtype=dtype).element_size())
+            weights["weights"] -= head.weight.numel() * (4 - _elem(run.dtype))
+    elif not quantization and kept == torch.float32:  # an fp32 base: every linear, under 16-bit autocast
+        fp32_frozen = {layer_pattern(name) for name, m in real.named_modules() if isinstance(m, nn.Linear)}
     return {"weights": weights["weights"], "quant_constants": weights["quant_constants"],
-            **training_bill_parts(real.config, trainable, batch_size, seq_len, gradient_checkpointing, optim,
-                                  dtype, lora_dropout),
-            "autocast_copies": autocast_copy_bytes(real, fp32_frozen, dtype, trainable,
-                                                   gradient_checkpointing),
-            "cuda_context": CUDA_CONTEXT_BYTES}
+            **training_run_parts(real, fp32_frozen, run)}
+
+
+HELD_PARTS = ("weights", "quant_constants", "trainable_weights", "gradients", "optimizer")
+"""The parts of ``lora_training_bill`` a run holds at rest, whatever its batch: a partial bill on purpose."""
+HELD_LEAVES_OUT = "activations, logits, autocast's 16-bit weight copies and the CUDA context"
+"""What a bill of the ``HELD_PARTS`` leaves out: the parts that depend on batch, length and the device."""
+
+
+def left_out_of_held(bill: dict[str, float]) -> str:
+    """The parts of ``bill`` that ``HELD_PARTS`` leaves out, with their bytes (a partial bill's caption).
+
+    Taught in lesson 01, section «6 · The memory bill of training Llama-3.1-8B».
+    """
+    return ", ".join(f"{k.replace('_', ' ')} {fmt_bytes(v)}" for k, v in bill.items() if k not in HELD_PARTS)
+
+
+_LORA_BASES = {"lora": None, "lora-int8": "int8", "qlora": "nf4"}  # method -> the frozen base's quantization
+
+
+def training_memory_bill(config, method: str, r: int = 16,
+                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
+                                         "gate_proj", "up_proj", "down_proj"),
+                         weight_dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
+    """A partial training bill (weights, gradients, optimizer state) for full/lora/lora-int8/qlora, in bytes.
+
+    It leaves out on purpose what depends on batch, length and checkpointing: activations, logits, autocast's
+    weight copies and the CUDA context (``lora_training_bill`` has them). Full fine-tuning: 16-bit weights and
+    grads plus fp32 master weights and two fp32 Adam moments (16 bytes per parameter, mixed precision). LoRA
+    on a frozen ``weight_dtype``, int8 or NF4 base: the ``HELD_PARTS`` of ``lora_training_bill`` with AdamW (a
+    quantized base's norms and embeddings in fp32, as training holds them; fp32 adapter weights, grads and
+    two moments).
+    """
+    model = meta_model(config)
+    if method == "full":
+        n_params = estimate_footprint(model)["params"]
+        base = n_params * _elem(weight_dtype)
+        states = n_params * (_elem(weight_dtype) + 4 + 8)  # grads (bf16) + fp32 master + 2 fp32 moments
+        return {"method": method, "trainable_params": n_params, "weights": base,
+                "grads_and_optimizer": states, "total": base + states}
+    if method not in _LORA_BASES:
+        raise ValueError(f"unknown method {method!r}; use 'full', {', '.join(map(repr, _LORA_BASES))}")
+    run = TrainingRun.lora(model, r, target_modules, dtype=weight_dtype)
+    bill = lora_training_bill(model, run, _LORA_BASES[method])
+    base = bill["weights"] + bill["quant_constants"]
+    states = bill["trainable_weights"] + bill["gradients"] + bill["optimizer"]
+    return {"method": method, "trainable_params": run.trainable_params, "weights": base,
+            "grads_and_optimizer": states, "total": base + states}

@@ -73,11 +73,14 @@ def assert_close_in(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.d
 
 
 def torch_device(profile) -> str:
-    """Return the torch device a profile's tensors go to: ``cuda:0`` on a GPU, ``cpu`` otherwise."""
+    """Return the torch device a profile's tensors go to: ``cuda:0`` on a GPU, ``cpu`` otherwise.
+
+    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
+    """
     return "cuda:0" if profile.device == "cuda" else "cpu"
 
 
-def free_accelerator_bytes(profile) -> int | None:
+def free_gpu_bytes_or_budget(profile) -> int | None:
     """Return the free memory of the GPU the recipe targets: measured on a GPU, the budget in a rehearsal.
 
     None in the cpu profile (there is no GPU to fill; host RAM is reported elsewhere).

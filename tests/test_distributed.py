@@ -28,6 +28,7 @@ from course_utils.distributed import (
     run_launch,
     train_steps,
 )
+from course_utils.memory import TrainingRun
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -112,12 +113,13 @@ def test_held_bytes_match_the_estimator_for_a_lora_model():
     blocks = torch.randint(0, TINY["vocab_size"], (8, 8))
     train_steps(model, opt, blocks, steps=1, batch_size=4)
     held = held_bytes(model, opt)
-    predicted = predicted_held_bytes(LlamaConfig(**TINY), ["q_proj", "v_proj"], 4, 1, sharded=False)
+    run = TrainingRun.lora(LlamaConfig(**TINY), 4, ["q_proj", "v_proj"])  # fp32 weights, AdamW
+    predicted = predicted_held_bytes(run, 1, sharded=False)
     n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert held["grads"] == predicted["grads"] == n_lora * 4 and held["optimizer"] == n_lora * 8
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())  # the estimator counts them too
     assert held["params"] + buffers == predicted["params"]
-    sharded = predicted_held_bytes(LlamaConfig(**TINY), ["q_proj", "v_proj"], 4, 4, sharded=True)
+    sharded = predicted_held_bytes(run, 4, sharded=True)
     assert sharded["total"] == pytest.approx(predicted["total"] / 4)
 
 

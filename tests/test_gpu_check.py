@@ -43,8 +43,10 @@ def test_predictions_are_the_course_functions(cpu_run):
     gc, result, _ = cpu_run
     row = next(r for r in result["rows"] if r["notebook"] == "07_qlora_llama" and r["kind"] == "train")
     config = gc.real_config("chat", tiny=True)
-    parts = gc.lora_training_parts(gc.memory.meta_model(config), "nf4", torch.float16, 16, gc.ALL_LINEAR,
-                                   row["batch"], row["seq"], True, "paged_adamw_8bit")
+    real = gc.memory.meta_model(config)
+    run = gc.TrainingRun.lora(real, 16, gc.ALL_LINEAR, batch_size=row["batch"], seq_len=row["seq"],
+                              gradient_checkpointing=True, optim="paged_adamw_8bit", dtype=torch.float16)
+    parts = gc.lora_training_bill(real, run, "nf4")
     assert row["pred_bytes"] == pytest.approx(sum(parts.values()) - parts["cuda_context"])
 
 

@@ -133,7 +133,7 @@ def test_training_peak_estimate_within_1_percent_of_measured(chat_id, batch_size
     """
     from peft import LoraConfig, get_peft_model
 
-    from course_utils.memory import free_memory, step_peak_bytes, training_state_bytes
+    from course_utils.memory import TrainingRun, free_memory, step_peak_bytes, training_state_bytes
 
     torch.manual_seed(0)
     model = load_model(chat_id)
@@ -150,8 +150,9 @@ def test_training_peak_estimate_within_1_percent_of_measured(chat_id, batch_size
         model(input_ids=warm, labels=warm).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        bill = training_state_bytes(model.config, sum(p.numel() for p in params), batch_size, seq_len,
-                                    checkpointing, "adamw_torch", torch.float32, lora_dropout=True)
+        run = TrainingRun(model.config, sum(p.numel() for p in params), batch_size, seq_len, checkpointing,
+                          "adamw_torch", torch.float32, lora_dropout=True)
+        bill = training_state_bytes(run)
         state = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                     if t.dim() > 0)
         assert state == bill["optimizer"]  # two fp32 moments per trainable parameter
@@ -160,8 +161,7 @@ def test_training_peak_estimate_within_1_percent_of_measured(chat_id, batch_size
             model(input_ids=ids, labels=ids).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        predicted = step_peak_bytes(model.config, sum(p.numel() for p in params), batch_size, seq_len,
-                                    checkpointing, torch.float32, lora_dropout=True)
+        predicted = step_peak_bytes(run)
         print(f"{batch_size}x{seq_len} checkpointing {checkpointing}: measured +{fmt_bytes(peak.delta)}, "
               f"predicted +{fmt_bytes(predicted)}")
         # measured: the gradients, activations and logits are never all live at once (the bill's

@@ -5,7 +5,7 @@ from course_utils import PROFILES
 from course_utils.precision import (
     assert_close_in,
     check_amp_ready,
-    free_accelerator_bytes,
+    free_gpu_bytes_or_budget,
     torch_device,
     trainer_precision,
     ulp,
@@ -47,9 +47,9 @@ def test_check_amp_ready_catches_fp16_trainables():
         check_amp_ready(layer, PROFILES["cpu"])
 
 
-def test_free_accelerator_bytes():
-    assert free_accelerator_bytes(PROFILES["cpu"]) is None
-    assert free_accelerator_bytes(PROFILES["t4-rehearsal"]) == 14_000_000_000
+def test_free_gpu_bytes_or_budget():
+    assert free_gpu_bytes_or_budget(PROFILES["cpu"]) is None
+    assert free_gpu_bytes_or_budget(PROFILES["t4-rehearsal"]) == 14_000_000_000
 
 
 def test_torch_device_follows_hardware():

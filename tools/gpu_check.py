@@ -51,7 +51,7 @@ from torch import nn  # noqa: E402
 from course_utils import memory  # noqa: E402
 from course_utils.machinery import runtime  # noqa: E402
 from course_utils.machinery.profiles import PROFILES  # noqa: E402
-from course_utils.memory import lora_training_parts  # noqa: E402
+from course_utils.memory import TrainingRun, lora_training_bill  # noqa: E402
 
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
 NOTEBOOKS = ROOT / "notebooks"
@@ -276,8 +276,9 @@ def predict(row: dict, config) -> dict:
         return {"bytes": est["total"], "seconds": sec, "unit": "s quantize" if sec else "",
                 "recipe_bytes": est["total"]}
     if row["kind"] == "train":
-        parts = lora_training_parts(real, row["quant"], prof.dtype, row["r"], row["targets"], row["batch"],
-                                    row["seq"], True, row["optim"])
+        run = TrainingRun.lora(real, row["r"], row["targets"], batch_size=row["batch"], seq_len=row["seq"],
+                               gradient_checkpointing=True, optim=row["optim"], dtype=prof.dtype)
+        parts = lora_training_bill(real, run, row["quant"])
         nbytes = sum(parts.values()) - parts["cuda_context"]
         sec = runtime.train_seconds(params, row["batch"] * row["seq"], row["quant"], prof.target)
         return {"bytes": nbytes, "seconds": sec, "unit": "s/step", "recipe_bytes": nbytes}
