@@ -37,6 +37,8 @@ def extract_gsm8k_answer(text: str | None, strict: bool = False) -> str | None:
     Tried in order, the last match of each winning: ``#### N``; ``\\boxed{N}``; "the answer is N"
     (also "Final answer: $N"); then, unless ``strict``, the last number in the text. None when
     nothing matches. ``strict=True`` asks whether the output *states* a final answer.
+
+    Taught in lesson 06, section «3 · The data: GSM8K, or problems in its exact format».
     """
     if not text:
         return None
@@ -51,7 +53,10 @@ def extract_gsm8k_answer(text: str | None, strict: bool = False) -> str | None:
 
 
 def gsm8k_accuracy(outputs: list[str], references: list[str]) -> float:
-    """Exact-match accuracy of the final answers of ``outputs`` against GSM8K ``references``."""
+    """Exact-match accuracy of the final answers of ``outputs`` against GSM8K ``references``.
+
+    Taught in lesson 06, section «7 · The base model in 8-bit: does LoRA train on it?».
+    """
     if len(outputs) != len(references):
         raise ValueError(f"{len(outputs)} outputs but {len(references)} references")
     if not outputs:
@@ -64,7 +69,10 @@ def gsm8k_accuracy(outputs: list[str], references: list[str]) -> float:
 
 
 def final_answer_share(outputs: list[str]) -> float:
-    """Share of outputs that state a final answer (``####``, boxed or "the answer is"), not just a number."""
+    """Share of outputs that state a final answer (``####``, boxed or "the answer is"), not just a number.
+
+    Taught in lesson 06, section «7 · The base model in 8-bit: does LoRA train on it?».
+    """
     if not outputs:
         return 0.0
     return sum(extract_gsm8k_answer(o, strict=True) is not None for o in outputs) / len(outputs)
@@ -97,6 +105,8 @@ def completion_scores(model, tokenizer, records: list[dict], batch_size: int = 4
     scored); with ``keep_logits=k``, ``logits`` holds the fp32 CPU logits at the completion's tokens
     of the first k records, ``(tokens, vocab)`` each, to compare two models on the same positions.
     Records are batched by length (less padding); the results are in the order of ``records``.
+
+    Taught in lesson 07, section «12 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
     """
     import numpy as np
     import torch
@@ -165,7 +175,10 @@ def normalize_triple(triple) -> Triple:
 
 
 def format_triples(triples) -> str:
-    """Write triples the way the lesson's model should: one ``(主体, 关系, 客体)`` per line."""
+    """Write triples the way the lesson's model should: one ``(主体, 关系, 客体)`` per line.
+
+    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    """
     return "\n".join("({}, {}, {})".format(*normalize_triple(t)) for t in triples)
 
 
@@ -174,6 +187,8 @@ def parse_triples(text: str) -> list[Triple]:
 
     Text that is not a triple (a chatty preamble, a half-written last line) is ignored, so a model
     that rambles is not punished twice: it simply produces fewer triples.
+
+    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
     """
     import re
 
@@ -186,7 +201,10 @@ def parse_triples(text: str) -> list[Triple]:
 
 
 def triple_counts(predicted, gold) -> dict[str, int]:
-    """Count correct, predicted and gold triples of one example (each side as a set)."""
+    """Count correct, predicted and gold triples of one example (each side as a set).
+
+    Taught in lesson 09, section «5 · The baseline: what does the untrained model extract?».
+    """
     pred = {normalize_triple(t) for t in predicted}
     ref = {normalize_triple(t) for t in gold}
     return {"correct": len(pred & ref), "predicted": len(pred), "gold": len(ref)}
@@ -196,6 +214,8 @@ def triple_scores(predicted_per_example, gold_per_example) -> dict[str, float]:
     """Micro precision, recall and F1 over a data set: counts are summed first, then divided.
 
     Precision = correct / predicted (0 when nothing was predicted), recall = correct / gold.
+
+    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
     """
     predicted_per_example, gold_per_example = list(predicted_per_example), list(gold_per_example)
     if len(predicted_per_example) != len(gold_per_example):
@@ -253,7 +273,10 @@ def _written_sentence(rng, kind: int) -> tuple[str, list[tuple[str, str, str]]]:
 
 
 def generate_triple_sentences(n: int, seed: int = 0) -> list[dict]:
-    """Return ``n`` distinct sentences with their gold triples, ``{"text", "triples"}`` like the data."""
+    """Return ``n`` distinct sentences with their gold triples, ``{"text", "triples"}`` like the data.
+
+    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    """
     import random
 
     rng = random.Random(seed)
