@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import torch
 
-from .memory import GPU_BUDGET_GB, TrainingRun, fmt_bytes, lora_training_bill, real_meta
+from .memory import GPU_BUDGET_GB, LLAMA_TARGETS, TrainingRun, fmt_bytes, lora_training_bill, real_meta
 
 PRECISIONS = {"fp32": (None, torch.float32), "bf16": (None, torch.bfloat16), "fp16": (None, torch.float16),
               "int8": ("int8", torch.float16), "nf4": ("nf4", torch.bfloat16)}
-LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 GPUS = ("t4", "l4", "a100")
 CALCULATOR_RUN = {"batch_size": 4, "seq_len": 512, "gradient_checkpointing": True,
                   "optim": "paged_adamw_8bit"}

@@ -687,11 +687,11 @@ def left_out_of_held(bill: dict[str, float]) -> str:
 
 
 _LORA_BASES = {"lora": None, "lora-int8": "int8", "qlora": "nf4"}  # method -> the frozen base's quantization
+LLAMA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # all linears
 
 
 def training_memory_bill(config, method: str, r: int = 16,
-                         target_modules=("q_proj", "k_proj", "v_proj", "o_proj",
-                                         "gate_proj", "up_proj", "down_proj"),
+                         target_modules=LLAMA_TARGETS,
                          weight_dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
     """A partial training bill (weights, gradients, optimizer state) for full/lora/lora-int8/qlora, in bytes.
 
