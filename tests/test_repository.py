@@ -96,14 +96,7 @@ def test_lesson_has_exercises_and_a_solutions_notebook(path):
 _TRAINS = re.compile(r"trainer\w*\.train\(|\.backward\(|\.step\(\)", re.I)
 
 
-# Lessons whose experiment is not written yet (issue 22 item 5 is open): strict, so the test fails
-# as soon as one of them gains its experiment and must leave this list, and fails for any other lesson.
-EXPERIMENT_PENDING = {"08", "09"}
-
-
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.xfail(
-    strict=True, reason="experiment not written yet (issue 22)")) if p.name[:2] in EXPERIMENT_PENDING else p
-    for p in LESSONS], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", LESSONS, ids=lambda p: p.name)
 def test_lesson_has_an_experiment_that_trains_with_an_executed_solution(path):
     """Issue 22 item 5: one exercise changes the training or the data and measures what happens.
 
