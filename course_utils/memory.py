@@ -656,6 +656,8 @@ def lora_training_bill(real: nn.Module, run: TrainingRun, quantization: str | No
     logits, the 16-bit copies autocast makes of fp32 weights (an fp32 head's copy is 1.05 GB for
     Llama-3.1-8B) and the CUDA context. The calculator shows this bill and the memory ledger enters the
     same parts (the weights when a model is loaded, the rest when its run starts).
+
+    Taught in lesson 01, section «Experiment: a rank sweep, what does r buy?».
     """
     kept = torch.float32 if quantization and kbit_upcast else run.dtype
     weights = estimate_footprint(real, quantization, kept)
