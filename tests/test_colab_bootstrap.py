@@ -127,10 +127,10 @@ def test_bootstrap_installs_once_and_survives_a_restart(tmp_path):
     assert len(again) == 1 and "installed in" not in again[0], second
     assert f"CWD {course}/notebooks" in second and f"COURSE_UTILS {course}/course_utils" in second
     assert "profile  cpu" in second, "the setup cell ran and printed the environment report"
-    # The notebooks find images from the package's path (CFG.images, plots.show_diagram), not the working
-    # directory: every image they name is in the clone.
+    # The notebooks find images from the package's path (plots.show_diagram), not the working directory:
+    # every image they name is in the clone.
     text = "".join(p.read_text() for p in NOTEBOOKS)
-    images = set(re.findall(r'images / \\?"([\w.]+)', text)) | set(re.findall(r'show_diagram\(\\?["\']([\w.]+)', text))
+    images = set(re.findall(r'show_diagram\(\\?["\']([\w.]+)', text))
     assert images, "no notebook shows an image from images/ any more: pick another check of the clone"
     for name in images:
         assert (course / "images" / name).is_file(), name
