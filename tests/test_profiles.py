@@ -117,3 +117,20 @@ def test_environment_report_prints_versions(capsys):
     assert "profile  cpu" in out and "transformers" in out and "bitsandbytes" in out
     assert info["versions"]["torch"] == torch.__version__.split("+")[0] or info["versions"]["torch"].startswith(
         torch.__version__.split("+")[0])
+
+
+def test_the_setup_cell_prints_every_size_a_profile_decides(capsys):
+    """Issue 22 item 2: what the profile decides (sizes, steps) comes from one recipe, printed once."""
+    import dataclasses
+
+    from course_utils import environment_report
+    from course_utils.machinery.profiles import RECIPE_FIELDS, Profile
+
+    varying_ints = {f.name for f in dataclasses.fields(Profile) if f.type in (int, "int")
+                    and len({getattr(p, f.name) for p in PROFILES.values()}) > 1}
+    assert varying_ints == set(RECIPE_FIELDS), "a size that differs between profiles is not in the printed recipe"
+    t4 = PROFILES["t4"]
+    environment_report(t4)
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("recipe   "))
+    assert f"n_train {t4.n_train}," in line and f"max_seq_len {t4.max_seq_len}," in line
+    assert t4.recipe() != PROFILES["cpu"].recipe()

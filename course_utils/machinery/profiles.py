@@ -32,6 +32,11 @@ TINY_PREFIX = "course:tiny:"
 _ROLE_ENV = {role: f"COURSE_{role.upper()}_MODEL" for role in ROLES}
 
 
+RECIPE_FIELDS = ("max_seq_len", "n_train", "n_eval", "max_steps", "compare_steps", "batch_size", "grad_accum",
+                 "max_new_tokens")
+"""The Profile fields that size a lesson's run; a lesson's Config reads them, its setup cell prints them."""
+
+
 @dataclass(frozen=True)
 class Profile:
     """Every knob that differs between machines. Frozen: a notebook cannot drift from it by accident."""
@@ -68,6 +73,10 @@ class Profile:
     def __post_init__(self):
         if not self.target:
             object.__setattr__(self, "target", self.name)
+
+    def recipe(self) -> dict:
+        """The sizes this profile decides for every lesson (its "recipe"), printed once by the setup cell."""
+        return {name: getattr(self, name) for name in RECIPE_FIELDS}
 
     @property
     def has_gpu(self) -> bool:
@@ -307,6 +316,7 @@ def environment_report(profile: Profile | None = None) -> dict:
         print(f"device   cpu ({os.cpu_count()} cores, torch threads {torch.get_num_threads()}), "
               f"RAM {fmt_bytes(mem['available'])} free of {fmt_bytes(mem['total'])}")
     print(f"dtype    {profile.dtype_name}")
+    print("recipe   " + ", ".join(f"{k} {v}" for k, v in profile.recipe().items()))
     print("versions " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()))
     print("models   " + ", ".join(f"{k}={v}" for k, v in info["models"].items()))
     return info
