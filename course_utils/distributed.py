@@ -113,11 +113,13 @@ def process_rank(environ: dict | None = None) -> tuple[int, int, int]:
 
 
 def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu: bool,
-                       fsdp: bool = False, script_args: list[str] | tuple = ()) -> list[str]:
+                       fsdp: bool = False, reshard_after_forward: bool = True,
+                       script_args: list[str] | tuple = ()) -> list[str]:
     """Build the ``accelerate launch`` command line; every option is written out, no config file.
 
     FSDP is asked for as version 2 (per-parameter sharding with ``fully_shard``); the script applies
     it itself, so accelerate only starts the processes and passes the choice on in the environment.
+    ``reshard_after_forward`` is written as the script will apply it, so the printed line says what runs.
 
     Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
     """
@@ -126,7 +128,8 @@ def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu
            "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
            "--mixed_precision", "no", "--dynamo_backend", "no"]
     if fsdp:
-        cmd += ["--use_fsdp", "--fsdp_version", "2", "--fsdp_reshard_after_forward", "true"]
+        cmd += ["--use_fsdp", "--fsdp_version", "2",
+                "--fsdp_reshard_after_forward", str(reshard_after_forward).lower()]
     elif num_processes > 1:
         cmd.append("--multi_gpu")  # accelerate's name for torchrun-style DDP, which serves CPUs too
     elif cpu:

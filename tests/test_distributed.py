@@ -87,6 +87,9 @@ def test_accelerate_command_spells_out_the_launch():
     assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[ddp.index("--main_process_port") + 1] == "1234"
     fsdp = accelerate_command("train.py", 8, 1234, cpu=False, fsdp=True)
     assert fsdp[fsdp.index("--fsdp_version") + 1] == "2" and "--multi_gpu" not in fsdp
+    assert fsdp[fsdp.index("--fsdp_reshard_after_forward") + 1] == "true"
+    kept = accelerate_command("train.py", 2, 1234, cpu=True, fsdp=True, reshard_after_forward=False)
+    assert kept[kept.index("--fsdp_reshard_after_forward") + 1] == "false"  # the line says what the script does
     assert "--cpu" in accelerate_command("train.py", 1, 1234, cpu=True)
 
 
