@@ -70,30 +70,6 @@ def sequence_nll(model, tokenizer, texts: list[str], max_len: int = 128, batch_s
     return torch.cat(out)
 
 
-def train_on_texts(model, tokenizer, texts: list[str], optimizer, batch_size: int, max_len: int,
-                   fp16: bool = False) -> list[float]:
-    """Train ``model`` one optimizer step per batch of ``texts``, in order; return each step's loss.
-
-    The next-token loss skips padding (labels -100 where the attention mask is 0).
-    With ``fp16`` the loss is scaled (``GradScaler``) so small fp16 gradients do not flush to zero, and
-    a step whose gradients overflowed is skipped. The model is left in train mode.
-    """
-    scaler = torch.amp.GradScaler(model.device.type, enabled=fp16)
-    model.train()
-    losses = []
-    for start in range(0, len(texts) - batch_size + 1, batch_size):
-        enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_len).to(model.device)
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)  # no loss on padding
-        loss = model(**enc, labels=labels).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    return losses
-
-
 @torch.no_grad()
 def next_token_logprobs(model, tokenizer, texts: list[str], max_len: int = 128,
                         batch_size: int = 8) -> list[torch.Tensor]:

@@ -8,7 +8,6 @@ from course_utils.quality import (
     next_token_logprobs,
     sequence_nll,
     symmetric_int4,
-    train_on_texts,
 )
 
 
@@ -31,7 +30,8 @@ def test_symmetric_int4_uses_15_levels_and_keeps_zero():
     assert 0.05 < rel < 0.2  # 4 bits on Gaussian weights: roughly 10 % error
 
 
-def _tiny_lm():
+@pytest.fixture(scope="module")
+def tiny_lm():
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -44,11 +44,6 @@ def _tiny_lm():
                          num_attention_heads=2, num_key_value_heads=2)
     model = LlamaForCausalLM(config).eval()
     return model, hf
-
-
-@pytest.fixture(scope="module")
-def tiny_lm():
-    return _tiny_lm()
 
 
 def test_nll_and_kl_on_a_model(tiny_lm):
@@ -65,17 +60,3 @@ def test_nll_and_kl_on_a_model(tiny_lm):
     assert changed == 7  # q, k, v, o, gate, up, down of the one layer; the head is kept
     kl = mean_kl(ref, next_token_logprobs(model, tok, texts))
     assert (kl > 0).all()
-
-
-def test_train_on_texts_steps_once_per_batch_with_padding_out_of_the_loss():
-    model, tok = _tiny_lm()  # its own model: the test above quantizes the shared one
-    texts = ["the cat sat on the mat.", "a dog.", "a log, a frog.", "the end."]
-    # The first step's loss from each text scored alone, with no padding: the token-weighted mean NLL.
-    nll = sequence_nll(model, tok, texts[:2])
-    counts = [len(tok(t)["input_ids"]) - 1 for t in texts[:2]]
-    expected = sum(v * n for v, n in zip(nll.tolist(), counts, strict=True)) / sum(counts)
-    before = [p.detach().clone() for p in model.parameters()]
-    losses = train_on_texts(model, tok, texts, torch.optim.SGD(model.parameters(), lr=0.1), batch_size=2,
-                            max_len=64)
-    assert len(losses) == 2 and losses[0] == pytest.approx(expected, rel=1e-4)
-    assert model.training and any(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
