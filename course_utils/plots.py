@@ -91,7 +91,7 @@ def shift_plot(before: tuple[float, float], after: Mapping[str, tuple[float, flo
     ``same_scale``: one unit is as long on both axes, so a move along y can be compared by eye with
     a move along x (autoscaling would stretch a tiny change to fill the axis).
 
-    Taught in lesson 01, section «8 · Learns less, forgets less? Full fine-tuning and LoRA, measured».
+    Taught in lesson 08, section «3 · Full fine-tuning vs LoRA: what low rank costs».
     """
     fig, ax = _figure(figsize=(6.5, 4.5))
     if same_scale:
