@@ -91,7 +91,7 @@ def shift_plot(before: tuple[float, float], after: Mapping[str, tuple[float, flo
     ``same_scale``: one unit is as long on both axes, so a move along y can be compared by eye with
     a move along x (autoscaling would stretch a tiny change to fill the axis).
 
-    Taught in lesson 01, section «8 · Learns less, forgets less? Full fine-tuning and LoRA, measured».
+    Taught in lesson 08, section «3 · Full fine-tuning vs LoRA: what low rank costs».
     """
     fig, ax = _figure(figsize=(6.5, 4.5))
     if same_scale:
@@ -142,3 +142,23 @@ def show_diagram(name: str, width: int = 800):
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python tools/make_figures.py` in the course folder")
     display(Image(filename=path, width=width))
+
+
+def source_markdown(*helpers) -> str:
+    """Return the source of ``helpers`` as Markdown: each one's dotted name, then its code."""
+    import inspect
+
+    return "\n\n".join(f"`{h.__module__}.{h.__qualname__}`\n```python\n{inspect.getsource(h).rstrip()}\n```"
+                       for h in helpers)
+
+
+def show_source(*helpers) -> None:
+    """Display the code of course helpers that a lesson teaches, in the section that first uses them.
+
+    The course writes a helper in front of the learner the first time (d2l's and rasbt's rule); where a
+    lesson's helper lives in ``course_utils`` (its unit tests and later lessons need it), the lesson shows
+    its code this way, read from the installed package, so the page and the code cannot drift apart.
+    """
+    from IPython.display import Markdown, display
+
+    display(Markdown(source_markdown(*helpers)))
