@@ -13,6 +13,7 @@ import math
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -112,31 +113,6 @@ def process_rank(environ: dict | None = None) -> tuple[int, int, int]:
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
 
 
-def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu: bool,
-                       fsdp: bool = False, reshard_after_forward: bool = True,
-                       script_args: list[str] | tuple = ()) -> list[str]:
-    """Build the ``accelerate launch`` command line; every option is written out, no config file.
-
-    FSDP is asked for as version 2 (per-parameter sharding with ``fully_shard``); the script applies
-    it itself, so accelerate only starts the processes and passes the choice on in the environment.
-    ``reshard_after_forward`` is written as the script will apply it, so the printed line says what runs.
-
-    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
-    """
-    cmd = [sys.executable, "-m", "accelerate.commands.launch",
-           "--num_processes", str(num_processes), "--num_machines", "1", "--machine_rank", "0",
-           "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-           "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if fsdp:
-        cmd += ["--use_fsdp", "--fsdp_version", "2",
-                "--fsdp_reshard_after_forward", str(reshard_after_forward).lower()]
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")  # accelerate's name for torchrun-style DDP, which serves CPUs too
-    elif cpu:
-        cmd.append("--cpu")  # one plain process (accelerate allows only one of these flags)
-    return [*cmd, str(script), *map(str, script_args)]
-
-
 # ----------------------------------------------------------------------------- running a launch
 
 @dataclass
@@ -230,6 +206,30 @@ def explain_failure(result: LaunchResult) -> str:
         died += f" ({causes[-1].split(':', 1)[1].strip()})"
     return (f"{died}; the launcher stopped the other ranks and returned {result.returncode} after "
             f"{result.seconds:.0f} s. The last lines were:\n" + result.tail())
+
+
+def launch_and_wait(command: str, timeout_s: float, show_prefix: str = "[rank") -> LaunchResult:
+    """Run one ``accelerate launch ...`` line from a notebook and wait for it; return what it printed.
+
+    The plumbing a terminal would leave to you, in one place: ``accelerate`` runs through this
+    kernel's Python (``python -m accelerate.commands.launch``), on a free port (``--main_process_port``,
+    unless the line names one), with this checkout on ``PYTHONPATH`` so every process imports the same
+    ``course_utils``; every output line is kept (the lines starting with ``show_prefix`` are printed),
+    and after ``timeout_s`` the whole launch is killed (``run_launch``). The line it runs is printed first.
+
+    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
+    """
+    args = shlex.split(command)
+    if args[:2] != ["accelerate", "launch"]:
+        raise ValueError(f"expected a line starting with 'accelerate launch', got {command!r}")
+    options = args[2:]
+    if "--main_process_port" not in options:  # rank 0 opens the rendezvous store there
+        options = ["--main_process_port", str(free_port()), *options]
+    print("$ accelerate launch", shlex.join(options), flush=True)
+    repo = str(SCRIPT.parents[2])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    return run_launch([sys.executable, "-m", "accelerate.commands.launch", *options], timeout_s,
+                      env={"PYTHONPATH": path}, show=lambda line: line.startswith(show_prefix))
 
 
 # ----------------------------------------------------------------------------- data and training
