@@ -3,8 +3,8 @@
 Lesson 10 runs the same LoRA training on N processes with ``accelerate launch`` (which starts them
 through ``torch.distributed``'s elastic agent). This module holds the pieces the notebook and the
 training script ``course_utils/scripts/scale_out_train.py`` share: choosing the backend and a free
-port, building and running the launch command with a timeout, the training step that every
-process runs on its slice of the global batch, and the byte counts of what each process holds.
+port, running an ``accelerate launch`` line with a timeout, the training step that every process
+runs on its slice of the global batch, and the byte counts of what each process holds.
 """
 
 from __future__ import annotations
@@ -208,14 +208,15 @@ def explain_failure(result: LaunchResult) -> str:
             f"{result.seconds:.0f} s. The last lines were:\n" + result.tail())
 
 
-def launch_and_wait(command: str, timeout_s: float, show_prefix: str = "[rank") -> LaunchResult:
+def launch_and_wait(command: str, timeout_s: float, show_prefix: str = "[rank ") -> LaunchResult:
     """Run one ``accelerate launch ...`` line from a notebook and wait for it; return what it printed.
 
     The plumbing a terminal would leave to you, in one place: ``accelerate`` runs through this
     kernel's Python (``python -m accelerate.commands.launch``), on a free port (``--main_process_port``,
     unless the line names one), with this checkout on ``PYTHONPATH`` so every process imports the same
     ``course_utils``; every output line is kept (the lines starting with ``show_prefix`` are printed),
-    and after ``timeout_s`` the whole launch is killed (``run_launch``). The line it runs is printed first.
+    and after ``timeout_s`` the whole launch is killed (``run_launch``). The line it runs is printed first;
+    the script's own lines start with ``[rank N] `` (the elastic agent prefixes tracebacks ``[rankN]:``).
 
     Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
     """
@@ -252,7 +253,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int) -> torch.Tensor:
 def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
     """Rows of optimizer step ``step``: the next ``size`` blocks, wrapping around the data.
 
-    Taught in lesson 10, section «2 · One config object».
+    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
     """
     idx = (torch.arange(size) + step * size) % blocks.shape[0]
     return blocks[idx]
@@ -261,7 +262,7 @@ def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
 def rank_slice(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This rank's rows of a global batch: contiguous, equal slices (the batch must divide evenly).
 
-    Taught in lesson 10, section «Warm-up: which rows each of 4 processes trains on».
+    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
     """
     if batch.shape[0] % world_size:
         raise ValueError(f"global batch {batch.shape[0]} does not split into {world_size} equal slices")
@@ -366,6 +367,8 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, blocks: torc
     ranks with an all-reduce when there are several) and this rank's seconds per step. The
     gradients of the last step are kept (``zero_grad`` runs at the start of a step) so that what a
     process holds can be counted afterwards.
+
+    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
     """
     import torch.distributed as dist
 

@@ -186,7 +186,7 @@ def scale_out_run(tmp_path_factory):
     cfg = {"model_id": str(tmp / "tiny"), "dtype": "float32", "device": "cpu", "backend": "gloo",
            "lora_r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "seed": 0,
            "learning_rate": 1e-2, "steps": {"ddp": 3, "fsdp": 1}, "batch_size": 4, "probe_repeats": 1,
-           "n_probe": 2, "reshard_after_forward": False,
+           "n_probe": 2,
            "collective_timeout_s": 60, "data_path": str(tmp / "blocks.pt")}
     from course_utils import load_model
     from course_utils.distributed import add_seeded_lora

@@ -159,8 +159,8 @@ def main(argv=None) -> None:
     model = add_seeded_lora(base, cfg["lora_r"], cfg["lora_alpha"], cfg["target_modules"], cfg["seed"])
     if args.mode == "ddp":
         model = replicate(model, device)
-    else:
-        model = shard(model, cfg["reshard_after_forward"])
+    else:  # the launch's --fsdp_reshard_after_forward, handed on by accelerate in the environment
+        model = shard(model, os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true") == "true")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg["learning_rate"])
     blocks = torch.load(cfg["data_path"])  # every process reads all rows; train_steps takes its slice
     steps = cfg["steps"][args.mode]
@@ -169,7 +169,7 @@ def main(argv=None) -> None:
     result = {"rank": rank, "world_size": world, "mode": args.mode, "losses": losses, "step_s": seconds,
               "held": held_bytes(model, optimizer),
               "launcher_env": {k: os.environ.get(k) for k in ("ACCELERATE_USE_FSDP", "FSDP_VERSION",
-                                                               "OMP_NUM_THREADS", "MASTER_PORT")}}
+                                                               "FSDP_RESHARD_AFTER_FORWARD", "MASTER_PORT")}}
     log(rank, f"{args.mode}: trained {steps} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
               f"median step {statistics.median(seconds):.2f} s")
     if args.mode == "ddp":
