@@ -30,6 +30,7 @@ from course_utils import load_model
 from course_utils.distributed import (
     add_seeded_lora,
     held_bytes,
+    local_bytes,
     lora_loss,
     process_rank,
     rank_slice,
@@ -112,6 +113,21 @@ def shard(model, reshard_after_forward: bool):
     return model
 
 
+def watch_gathered_params(model) -> tuple[dict, list]:
+    """Record the most parameter bytes this process holds when a decoder layer starts its forward.
+
+    Hooked after ``fully_shard``, so each look comes after FSDP has all-gathered that layer: the bytes
+    count the local shards plus every layer gathered at that moment. Returns the record and the hooks.
+    """
+    seen = {"max_param_bytes": 0}
+
+    def look(module, args):
+        held = sum(local_bytes(p) for p in {id(p): p for p in model.parameters()}.values())
+        seen["max_param_bytes"] = max(seen["max_param_bytes"], held)
+
+    return seen, [layer.register_forward_pre_hook(look) for layer in model.base_model.model.model.layers]
+
+
 def save_gathered_adapter(model, out_dir: Path, rank: int) -> dict:
     """Gather only the LoRA weights (DTensor shards -> full tensors) once, and save them on rank 0."""
     t0 = time.perf_counter()
@@ -164,6 +180,8 @@ def main(argv=None) -> None:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg["learning_rate"])
     blocks = torch.load(cfg["data_path"])  # every process reads all rows; train_steps takes its slice
     steps = cfg["steps"][args.mode]
+    if args.mode == "fsdp":  # the parameter bytes during the forward, with the gathered layers
+        gathered, hooks = watch_gathered_params(model)
     losses, seconds = train_steps(model, optimizer, blocks, steps, cfg["batch_size"], rank, world, device)
 
     result = {"rank": rank, "world_size": world, "mode": args.mode, "losses": losses, "step_s": seconds,
@@ -175,6 +193,9 @@ def main(argv=None) -> None:
     if args.mode == "ddp":
         result["probe"] = ddp_probe(model, blocks, cfg, rank, world, device)
     else:
+        result["params_in_step"] = gathered["max_param_bytes"]
+        for hook in hooks:
+            hook.remove()
         result.update(save_gathered_adapter(model, out_dir, rank))
         model.eval()
         with torch.no_grad():  # every rank runs the forward: each layer's weights are all-gathered
