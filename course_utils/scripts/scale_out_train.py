@@ -39,7 +39,8 @@ from course_utils.distributed import (
 
 
 def log(rank: int, text: str) -> None:
-    print(f"[rank {rank}] {text}", flush=True)
+    """Print one line as one write: the processes share the launcher's pipe (``python -u``, unbuffered)."""
+    print(f"[rank {rank}] {text}\n", end="", flush=True)
 
 
 def ddp_probe(model, blocks, cfg, rank, world, device) -> dict:
