@@ -91,7 +91,7 @@ def shift_plot(before: tuple[float, float], after: Mapping[str, tuple[float, flo
     ``same_scale``: one unit is as long on both axes, so a move along y can be compared by eye with
     a move along x (autoscaling would stretch a tiny change to fill the axis).
 
-    Taught in lesson 01, section «8 · Learns less, forgets less? Full fine-tuning and LoRA, measured».
+    Taught in lesson 08, section «3 · Full fine-tuning vs LoRA: what low rank costs».
     """
     fig, ax = _figure(figsize=(6.5, 4.5))
     if same_scale:
@@ -112,7 +112,7 @@ def tradeoff(points: Mapping[str, Mapping[str, float]], xlabel: str, ylabel: str
     ``points`` maps a name to ``x``, ``before``, ``after`` and the ``low``/``high`` ends of an interval
     around ``after``: a hollow marker before, a filled one after with its interval, an arrow between.
 
-    Taught in lesson 07, section «12 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
+    Taught in lesson 08, section «4 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
     """
     fig, ax = _figure((6.5, 4))
     for k, (name, pt) in enumerate(points.items()):
