@@ -28,7 +28,7 @@ BF16_NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 # Each rehearsal kernel saves its memory ledger's peak here (conftest.py); the headers must show them.
 PEAKS_DIR := .pytest_cache/ledger-peaks
 TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
-PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # The cpu stage keeps each passing notebook's executed outputs here (conftest.py); `make site` builds the
 # website from them (tools/build_site.py executes only notebooks without a current copy). SITE_ARGS=--only-executed
 # builds just the notebooks that have one.

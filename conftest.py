@@ -3,7 +3,9 @@ rehearsals, when COURSE_LEDGER_PEAKS names a directory) save each notebook's mem
 when COURSE_EXECUTED names a directory (make test's cpu stage), keep each notebook's executed outputs
 there for `make site` (tools/build_site.py)."""
 
+import json
 import os
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,6 +27,32 @@ def pytest_terminal_summary(terminalreporter):
     for path, seconds in sorted(_durations.items()):
         terminalreporter.write_line(f"{seconds:7.1f} s  {path}")
     terminalreporter.write_line(f"{sum(_durations.values()):7.1f} s  total")
+
+
+_HEADER_RUNTIME = re.compile(r"^\| cpu [^\n]*?≈ ([\d.]+) (min|s)\b", re.M)
+
+
+def _stated_cpu_seconds(path: Path) -> float:
+    """The cpu runtime a lesson's header states (a solutions notebook: 30 s; a test file: 0)."""
+    if path.suffix != ".ipynb":
+        return 0.0
+    if path.parent.name == "solutions":
+        return 30.0
+    header = "".join(json.loads(path.read_text(encoding="utf-8"))["cells"][0]["source"])
+    match = _HEADER_RUNTIME.search(header)
+    return float(match.group(1)) * (60 if match.group(2) == "min" else 1) if match else 60.0
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first, so two workers finish together: lessons by the cpu runtime their headers state, then
+    the solutions, then the unit-test files, which fill in at the end (a stable sort keeps each file's items,
+    a notebook's cells, in order). make test passes --no-loadscope-reorder so xdist keeps this order."""
+    weight = {}
+    for item in items:
+        path = Path(str(item.fspath))
+        if path not in weight:
+            weight[path] = _stated_cpu_seconds(path)
+    items.sort(key=lambda item: -weight[Path(str(item.fspath))])
 
 
 def pytest_report_header(config):

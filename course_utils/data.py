@@ -74,7 +74,7 @@ def load_records(name: str, local_file: str, sample: Callable[[], list[dict]] | 
     ``hub_name`` names the online source when it is not the Hub (a raw GitHub file, say).
     Returns ``(rows, source)``.
 
-    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    Taught in lesson 10, section «3 · The task: triples from Chinese sentences».
     """
     root = data_dir()
     if root is not None and (root / local_file).exists():

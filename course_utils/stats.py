@@ -86,7 +86,7 @@ def paired_ratio_bootstrap(before: tuple, after: tuple, n_boot: int = 2000, leve
     correct and gold triples per sentence. A micro average is a ratio of sums, not a mean of
     per-item ratios, so each resample sums its items' counts first; an empty denominator counts as 0.
 
-    Taught in lesson 09, section «11 · After training: precision and recall on the held-out sentences».
+    Taught in lesson 10, section «11 · After training: precision and recall on the held-out sentences».
     """
     (nb, db), (na, da) = (tuple(np.asarray(x, dtype=np.float64) for x in pair) for pair in (before, after))
     if not (nb.shape == db.shape == na.shape == da.shape) or nb.ndim != 1 or len(nb) < 2:

@@ -174,7 +174,7 @@ def test_process_rank_defaults_to_one_process_with_a_port():
 
 @pytest.fixture(scope="module")
 def scale_out_run(tmp_path_factory):
-    """Lesson 10's run config for a tiny Llama saved as a local checkpoint, and its in-kernel curve."""
+    """Lesson 11's run config for a tiny Llama saved as a local checkpoint, and its in-kernel curve."""
     tmp = tmp_path_factory.mktemp("scale_out")
     torch.manual_seed(123)
     LlamaForCausalLM(LlamaConfig(**TINY)).save_pretrained(tmp / "tiny")

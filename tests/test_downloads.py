@@ -125,7 +125,7 @@ def test_download_plan_per_profile():
     assert f"{MIRROR} (16.1 GB)" in describe_plan("02_icl_and_rag", PROFILES["a100"])
     assert "= 16.2 GB" in describe_plan("02_icl_and_rag", PROFILES["a100"])
     assert "= 5.8 GB" in describe_plan("02_icl_and_rag", PROFILES["t4"])  # NF4 only there: pre-quantized
-    assert describe_plan("08_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
+    assert describe_plan("09_persona_sft_zhenhuan", PROFILES["cpu"]).startswith("downloads: none")
 
 
 def test_readme_syllabus_shows_each_lessons_t4_download():

@@ -1,4 +1,4 @@
-"""Triple parsing and triple-level precision/recall/F1 (course_utils.evaluation, lesson 09)."""
+"""Triple parsing and triple-level precision/recall/F1 (course_utils.evaluation, lesson 10)."""
 
 import pytest
 

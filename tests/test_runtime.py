@@ -38,7 +38,7 @@ def test_prediction_parts_follow_the_knobs():
     half = predict_runtime("06_lora_gsm8k", dataclasses.replace(t4, max_steps=30))
     assert half["training"] * 60 == pytest.approx(296.5, abs=0.5)  # 120 sequences
     assert predict_runtime("06_lora_gsm8k", PROFILES["a100-rehearsal"])["download"] == base["download"]
-    assert predict_runtime("08_persona_sft_zhenhuan", t4)["download"] < base["download"]  # 3.1 vs 16 GB
+    assert predict_runtime("09_persona_sft_zhenhuan", t4)["download"] < base["download"]  # 3.1 vs 16 GB
     assert "Predictions" in assumptions() and "MB/s" in assumptions()
 
 

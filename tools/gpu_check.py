@@ -66,7 +66,7 @@ QUANTIZE_SECONDS = [0.0]  # seconds bitsandbytes spent quantizing, summed over t
 TRAIN_ROWS = {
     "06_lora_gsm8k": ("chat", "int8", 16, ("q_proj", "v_proj"), "adamw_torch"),
     "07_qlora_llama": ("chat", "nf4", 16, ALL_LINEAR, "paged_adamw_8bit"),
-    "08_persona_sft_zhenhuan": ("chinese_chat", None, 8, ALL_LINEAR, "adamw_torch"),
+    "09_persona_sft_zhenhuan": ("chinese_chat", None, 8, ALL_LINEAR, "adamw_torch"),
 }
 LOAD_ROWS = {"03_8bit_loading": ("chat", "int8"), "05_nf4_quantization": ("chat", "nf4"),
              "00_setup_check": ("chat", None)}

@@ -34,8 +34,8 @@ START, END = "<!-- runtime:start -->", "<!-- runtime:end -->"
 GUIDE = ROOT / "docs" / "INSTRUCTOR_GUIDE.md"
 GUIDE_RUNTIMES = "../docs/INSTRUCTOR_GUIDE.md#predicted-gpu-runtimes"  # from notebooks/, the headers' link
 PEAKS = ROOT / "course_utils" / "sample_data" / "ledger_peaks.json"
-# 10's header gives bytes per process from its own estimator (section 7); its kernel's ledger sees one process
-PEAK_NOTEBOOKS = [nb for nb in WORKLOADS if nb != "10_scale_out"]
+# 11's header gives bytes per process from its own estimator (section 7); its kernel's ledger sees one process
+PEAK_NOTEBOOKS = [nb for nb in WORKLOADS if nb != "11_scale_out"]
 
 
 def load_peaks() -> dict:
@@ -48,7 +48,7 @@ def _records(directory: Path):
     for path in sorted(Path(directory).glob("*.json")):
         notebook = path.name.split(".")[0]
         if notebook not in PEAK_NOTEBOOKS:
-            continue  # solutions and notebook 10
+            continue  # solutions and notebook 11
         data = json.loads(path.read_text())
         if data["target"] in ("t4", "a100"):  # the headers' rows (the cpu profile keeps no ledger)
             yield notebook, data

@@ -135,7 +135,7 @@ _GPU_PROFILES = {
         max_new_tokens=256,
         gpu_memory_gb=GPU_BUDGET_GB["t4"],
         host_ram_gb=11.0,
-        # 08: Qwen2.5-1.5B (bf16-trained, NaN reported in fp16) in fp32, 6.2 GB; 09's Phi-4-mini would need
+        # 09: Qwen2.5-1.5B (bf16-trained, NaN reported in fp16) in fp32, 6.2 GB; 10's Phi-4-mini would need
         # 15.4 GB in fp32, over a T4, so it stays fp16 and its first logits and loss are checked
         fp32_weight_roles=("chinese_chat",),
         notes="No bf16 tensor cores before compute capability 8.0, so compute runs in fp16.",

@@ -140,15 +140,15 @@ WORKLOADS = {
                                         "(not on a T4)",
                                         compare=(None, "int8", "nf4"), compare_role="chat",
                                         compare_tokens_per_seq=150),
-    "08_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
+    "09_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
                                         "n_eval", 3, loads=2, score_sequences="n_eval",
                                         score_tokens_per_seq=300, score_passes=2,
                                         source="huanhuan.json exchanges ≈ 300 tokens; "
                                         "answers before, after, and without the name"),
-    "09_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
+    "10_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
                                        loads=4, source="3 epochs of short sentences, 62 held out (12 + 50 "
                                        "written); two NF4 loads"),
-    "10_scale_out": Workload(("chinese_chat",), None, "chinese_chat", 32, 0.75, loads=3,
+    "11_scale_out": Workload(("chinese_chat",), None, "chinese_chat", 32, 0.75, loads=3,
                              processes={"t4": 2, "default": 8},
                              source="one process, then DDP and FSDP on every GPU (Kaggle's 2 x T4, an "
                              "8-GPU node): rows of 32 tokens, ¾ of the steps; each launch loads the model "

@@ -1,4 +1,4 @@
-"""Lesson 10's training script: the same LoRA run on every process that ``accelerate launch`` starts.
+"""Lesson 11's training script: the same LoRA run on every process that ``accelerate launch`` starts.
 
     accelerate launch --num_processes 2 --cpu --multi_gpu scale_out_train.py --config run.json --mode ddp
 
