@@ -133,11 +133,11 @@ WORKLOADS = {
     "08_qlora_cost_and_merge": Workload(("chat", "small_chat"), "nf4", "small_chat", 256, 2.0,
                                         gen_role="chat", gen_sequences="1", gen_passes=1,
                                         loads={"t4": 2, "default": 8},
-                                        source="SmolLM2-135M trained twice (LoRA, full) on 256-token GSM8K "
-                                        "blocks; 16-bit/int8/NF4 arms on guanaco chats <= 256 tokens (≈ 150), "
-                                        "each loaded and merged into the 16-bit weights where they fit (not on "
-                                        "a T4); the NF4 arm merged into its dequantized base and reloaded "
-                                        "(not on a T4)",
+                                        source="SmolLM2-135M trained twice (LoRA, full) on 256-token "
+                                        "GSM8K blocks; 16-bit/int8/NF4 arms on guanaco chats <= 256 tokens "
+                                        "(≈ 150), each loaded and merged into the 16-bit weights where they "
+                                        "fit (not on a T4); the NF4 arm merged into its dequantized base and "
+                                        "reloaded (not on a T4)",
                                         compare=(None, "int8", "nf4"), compare_role="chat",
                                         compare_tokens_per_seq=150),
     "09_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
