@@ -239,7 +239,10 @@ def _hub_rows(split: str, n: int) -> list[dict]:
 
 
 def load_gsm8k(split: str, n: int, profile, seed: int = 0) -> tuple[list[dict], str]:
-    """Load ``n`` GSM8K records of ``split``: COURSE_DATA_DIR, the Hub (GPU profiles), else the generator."""
+    """Load ``n`` GSM8K records of ``split``: COURSE_DATA_DIR, the Hub (GPU profiles), else the generator.
+
+    Taught in lesson 06, section «3 · The data: GSM8K, or problems in its exact format».
+    """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {SPLITS}")
     return load_records(

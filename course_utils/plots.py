@@ -142,3 +142,23 @@ def show_diagram(name: str, width: int = 800):
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: run `python tools/make_figures.py` in the course folder")
     display(Image(filename=path, width=width))
+
+
+def source_markdown(*helpers) -> str:
+    """Return the source of ``helpers`` as Markdown: each one's dotted name, then its code."""
+    import inspect
+
+    return "\n\n".join(f"`{h.__module__}.{h.__qualname__}`\n```python\n{inspect.getsource(h).rstrip()}\n```"
+                       for h in helpers)
+
+
+def show_source(*helpers) -> None:
+    """Display the code of course helpers that a lesson teaches, in the section that first uses them.
+
+    The course writes a helper in front of the learner the first time (d2l's and rasbt's rule); where a
+    lesson's helper lives in ``course_utils`` (its unit tests and later lessons need it), the lesson shows
+    its code this way, read from the installed package, so the page and the code cannot drift apart.
+    """
+    from IPython.display import Markdown, display
+
+    display(Markdown(source_markdown(*helpers)))

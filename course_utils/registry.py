@@ -19,7 +19,7 @@ from dataclasses import dataclass
 ROLES = ("chat", "chinese_chat", "fused_qkv", "embedding", "small_chat")
 """Model roles: the Llama lessons' chat model, the persona lesson's Chinese chat model, the custom
 LoRA lesson's fused-QKV model, the RAG lesson's embedding model, and a small chat model that every
-profile can fully fine-tune (SmolLM2-135M-Instruct; 01 compares full fine-tuning with LoRA on it)."""
+profile can fully fine-tune (SmolLM2-135M-Instruct; 08 compares full fine-tuning with LoRA on it)."""
 
 
 @dataclass(frozen=True)

@@ -72,3 +72,14 @@ def test_shift_plot_draws_an_arrow_from_the_start_to_each_end():
     assert [a.xy for a in arrows] == [(2.5, 4.1), (2.2, 4.3)] and all(a.xyann == (3.0, 4.0) for a in arrows)
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["before", "LoRA", "full"]
     assert plots.shift_plot((3.0, 4.0), {"a": (2.0, 4.01)}, "x", "y", same_scale=True).axes[0].get_aspect() == 1.0
+
+
+def test_source_markdown_shows_each_helper_whole_under_its_dotted_name():
+    from course_utils.quality import mean_kl
+    from course_utils.stats import paired_bootstrap
+
+    text = plots.source_markdown(mean_kl, paired_bootstrap)
+    assert text.startswith("`course_utils.quality.mean_kl`\n```python\ndef mean_kl(")
+    assert "`course_utils.stats.paired_bootstrap`\n```python\ndef paired_bootstrap(" in text
+    assert text.count("```python") == 2 and text.endswith("```")
+    assert "return torch.stack(kls)" in text  # the whole body, not only the signature

@@ -100,11 +100,9 @@ WORKLOADS = {
     "00_setup_check": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                loads={"t4": 2, "default": 3},
                                source="three loads (fp16 skipped on a T4), one short chat each"),
-    "01_finetuning_taxonomy": Workload(("chat_nf4", "small_chat"), "nf4", "small_chat", 256, 2.0,
-                                       gen_role="chat_nf4", gen_sequences="3", gen_passes=1,
-                                       source="the pre-quantized NF4 checkpoint: counts on the loaded model, "
-                                       "a short chat; SmolLM2-135M trained twice (LoRA, full) on 256-token "
-                                       "GSM8K blocks (its held-out NLL passes take seconds: left out)"),
+    "01_finetuning_taxonomy": Workload(("chat_nf4",), "nf4", gen_role="chat_nf4", gen_sequences="3",
+                                       gen_passes=1, source="the pre-quantized NF4 checkpoint: counts on the "
+                                       "loaded model, a short chat"),
     "02_icl_and_rag": Workload({"t4": ("chat_nf4", "embedding"), "default": ("chat", "embedding")}, "nf4",
                                gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
