@@ -3,8 +3,8 @@
 Lesson 11 runs the same LoRA training on N processes with ``accelerate launch`` (which starts them
 through ``torch.distributed``'s elastic agent). This module holds the pieces the notebook and the
 training script ``course_utils/scripts/scale_out_train.py`` share: choosing the backend and a free
-port, building and running the launch command with a timeout, the training step that every
-process runs on its slice of the global batch, and the byte counts of what each process holds.
+port, running an ``accelerate launch`` line with a timeout, the training step that every process
+runs on its slice of the global batch, and the byte counts of what each process holds.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import math
 import os
 import queue
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -112,31 +113,6 @@ def process_rank(environ: dict | None = None) -> tuple[int, int, int]:
     return int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
 
 
-def accelerate_command(script: Path | str, num_processes: int, port: int, *, cpu: bool,
-                       fsdp: bool = False, reshard_after_forward: bool = True,
-                       script_args: list[str] | tuple = ()) -> list[str]:
-    """Build the ``accelerate launch`` command line; every option is written out, no config file.
-
-    FSDP is asked for as version 2 (per-parameter sharding with ``fully_shard``); the script applies
-    it itself, so accelerate only starts the processes and passes the choice on in the environment.
-    ``reshard_after_forward`` is written as the script will apply it, so the printed line says what runs.
-
-    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
-    """
-    cmd = [sys.executable, "-m", "accelerate.commands.launch",
-           "--num_processes", str(num_processes), "--num_machines", "1", "--machine_rank", "0",
-           "--main_process_ip", "127.0.0.1", "--main_process_port", str(port),
-           "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if fsdp:
-        cmd += ["--use_fsdp", "--fsdp_version", "2",
-                "--fsdp_reshard_after_forward", str(reshard_after_forward).lower()]
-    elif num_processes > 1:
-        cmd.append("--multi_gpu")  # accelerate's name for torchrun-style DDP, which serves CPUs too
-    elif cpu:
-        cmd.append("--cpu")  # one plain process (accelerate allows only one of these flags)
-    return [*cmd, str(script), *map(str, script_args)]
-
-
 # ----------------------------------------------------------------------------- running a launch
 
 @dataclass
@@ -232,6 +208,31 @@ def explain_failure(result: LaunchResult) -> str:
             f"{result.seconds:.0f} s. The last lines were:\n" + result.tail())
 
 
+def launch_and_wait(command: str, timeout_s: float, show_prefix: str = "[rank ") -> LaunchResult:
+    """Run one ``accelerate launch ...`` line from a notebook and wait for it; return what it printed.
+
+    The plumbing a terminal would leave to you, in one place: ``accelerate`` runs through this
+    kernel's Python (``python -m accelerate.commands.launch``), on a free port (``--main_process_port``,
+    unless the line names one), with this checkout on ``PYTHONPATH`` so every process imports the same
+    ``course_utils``; every output line is kept (the lines starting with ``show_prefix`` are printed),
+    and after ``timeout_s`` the whole launch is killed (``run_launch``). The line it runs is printed first;
+    the script's own lines start with ``[rank N] `` (the elastic agent prefixes tracebacks ``[rankN]:``).
+
+    Taught in lesson 11, section «6 · Data parallel: the same run on N processes».
+    """
+    args = shlex.split(command)
+    if args[:2] != ["accelerate", "launch"]:
+        raise ValueError(f"expected a line starting with 'accelerate launch', got {command!r}")
+    options = args[2:]
+    if "--main_process_port" not in options:  # rank 0 opens the rendezvous store there
+        options = ["--main_process_port", str(free_port()), *options]
+    print("$ accelerate launch", shlex.join(options), flush=True)
+    repo = str(SCRIPT.parents[2])
+    path = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    return run_launch([sys.executable, "-m", "accelerate.commands.launch", *options], timeout_s,
+                      env={"PYTHONPATH": path}, show=lambda line: line.startswith(show_prefix))
+
+
 # ----------------------------------------------------------------------------- data and training
 
 def pack_blocks(token_lists: list[list[int]], block_size: int) -> torch.Tensor:
@@ -252,7 +253,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int) -> torch.Tensor:
 def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
     """Rows of optimizer step ``step``: the next ``size`` blocks, wrapping around the data.
 
-    Taught in lesson 11, section «2 · One config object».
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     idx = (torch.arange(size) + step * size) % blocks.shape[0]
     return blocks[idx]
@@ -261,7 +262,7 @@ def global_batch(blocks: torch.Tensor, step: int, size: int) -> torch.Tensor:
 def rank_slice(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
     """This rank's rows of a global batch: contiguous, equal slices (the batch must divide evenly).
 
-    Taught in lesson 11, section «Warm-up: which rows each of 4 processes trains on».
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     if batch.shape[0] % world_size:
         raise ValueError(f"global batch {batch.shape[0]} does not split into {world_size} equal slices")
@@ -366,6 +367,8 @@ def train_steps(model: nn.Module, optimizer: torch.optim.Optimizer, blocks: torc
     ranks with an all-reduce when there are several) and this rank's seconds per step. The
     gradients of the last step are kept (``zero_grad`` runs at the start of a step) so that what a
     process holds can be counted afterwards.
+
+    Taught in lesson 11, section «5 · The reference: one process, the whole global batch».
     """
     import torch.distributed as dist
 

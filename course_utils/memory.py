@@ -412,7 +412,10 @@ def estimate_footprint(config_or_model, quantization: str | None = None,
 
 
 def lora_param_count(config_or_model, target_modules, r: int) -> int:
-    """Count LoRA parameters: r * (d_in + d_out) for every linear whose name ends in a target."""
+    """Count LoRA parameters: r * (d_in + d_out) for every linear whose name ends in a target.
+
+    Taught in lesson 04, section «7 · Self-checks against peft».
+    """
     model = config_or_model if isinstance(config_or_model, nn.Module) else meta_model(config_or_model)
     targets = tuple(target_modules)
     return sum(r * (m.in_features + m.out_features) for name, m in model.named_modules()

@@ -13,13 +13,13 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from course_utils.distributed import (
     SCRIPT,
     LaunchResult,
-    accelerate_command,
     check_backend,
     check_port_free,
     explain_failure,
     free_port,
     global_batch,
     held_bytes,
+    launch_and_wait,
     max_rel_diff,
     pack_blocks,
     predicted_held_bytes,
@@ -81,16 +81,19 @@ def test_backend_errors_say_what_to_do():
         check_backend("mpi-please")
 
 
-def test_accelerate_command_spells_out_the_launch():
-    ddp = accelerate_command("train.py", 2, 1234, cpu=True, script_args=["--mode", "ddp"])
-    assert ddp[-3:] == ["train.py", "--mode", "ddp"] and "--multi_gpu" in ddp and "--cpu" not in ddp
-    assert ddp[ddp.index("--num_processes") + 1] == "2" and ddp[ddp.index("--main_process_port") + 1] == "1234"
-    fsdp = accelerate_command("train.py", 8, 1234, cpu=False, fsdp=True)
-    assert fsdp[fsdp.index("--fsdp_version") + 1] == "2" and "--multi_gpu" not in fsdp
-    assert fsdp[fsdp.index("--fsdp_reshard_after_forward") + 1] == "true"
-    kept = accelerate_command("train.py", 2, 1234, cpu=True, fsdp=True, reshard_after_forward=False)
-    assert kept[kept.index("--fsdp_reshard_after_forward") + 1] == "false"  # the line says what the script does
-    assert "--cpu" in accelerate_command("train.py", 1, 1234, cpu=True)
+def test_launch_and_wait_adds_a_free_port_and_names_the_script_it_runs(tmp_path, capsys):
+    script = tmp_path / "echo.py"
+    script.write_text("import sys; print('[rank 0] args', *sys.argv[1:]); print('not a rank line')")
+    result = launch_and_wait(f"accelerate launch --num_processes 1 --cpu {script} --mode ddp", timeout_s=120)
+    assert result.ok, explain_failure(result)
+    printed = capsys.readouterr().out
+    ran = printed.splitlines()[0]
+    assert ran.startswith("$ accelerate launch --main_process_port ") and ran.endswith(f"{script} --mode ddp")
+    rank_line = next(line for line in result.lines if line.startswith("[rank 0]"))
+    assert rank_line == "[rank 0] args --mode ddp" and rank_line in printed and "not a rank line" not in printed
+    assert "not a rank line" in result.lines  # kept for explain_failure, not printed
+    with pytest.raises(ValueError):
+        launch_and_wait(f"torchrun {script}", timeout_s=5)
 
 
 def test_run_launch_streams_lines_and_a_hung_launch_is_killed(capsys):
@@ -153,8 +156,7 @@ def test_ddp_on_two_processes_reproduces_one_process(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(DDP_SCRIPT.format(tests=str(ROOT / "tests"), blocks=str(tmp_path / "blocks.pt"),
                                         out=str(tmp_path)))
-    cmd = accelerate_command(script, 2, free_port(), cpu=True)
-    result = run_launch(cmd, timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    result = launch_and_wait(f"accelerate launch --num_processes 2 --multi_gpu {script}", timeout_s=240)
     assert result.ok, explain_failure(result)
     curves = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     model = tiny_lora()
@@ -184,7 +186,7 @@ def scale_out_run(tmp_path_factory):
     cfg = {"model_id": str(tmp / "tiny"), "dtype": "float32", "device": "cpu", "backend": "gloo",
            "lora_r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"], "seed": 0,
            "learning_rate": 1e-2, "steps": {"ddp": 3, "fsdp": 1}, "batch_size": 4, "probe_repeats": 1,
-           "n_probe": 2, "shard_layers": True, "reshard_after_forward": False,
+           "n_probe": 2,
            "collective_timeout_s": 60, "data_path": str(tmp / "blocks.pt")}
     from course_utils import load_model
     from course_utils.distributed import add_seeded_lora
@@ -203,10 +205,9 @@ def test_scale_out_script_runs_on_one_and_two_processes(scale_out_run, n):
     cfg = {**cfg, "out_dir": str(tmp / f"n{n}")}
     config = tmp / f"run{n}.json"
     config.write_text(json.dumps(cfg))
-    cmd = accelerate_command(SCRIPT, n, free_port(), cpu=True,
-                             script_args=["--config", config, "--mode", "ddp", "--fail-rank", "1"])
-    assert ("--multi_gpu" in cmd) == (n > 1)
-    result = run_launch(cmd, timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    line = (f"accelerate launch --num_processes {n} {'--multi_gpu' if n > 1 else '--cpu'} {SCRIPT} "
+            f"--config {config} --mode ddp")
+    result = launch_and_wait(f"{line} --fail-rank 1", timeout_s=240)
     if n == 1:  # rank 1 does not exist: the run goes on, and says so
         assert result.ok, explain_failure(result)
         assert any("names no rank of 1" in line for line in result.lines), result.tail()
@@ -217,7 +218,7 @@ def test_scale_out_script_runs_on_one_and_two_processes(scale_out_run, n):
     else:  # rank 1 raises after joining; the launcher stops rank 0 and names rank 1
         assert not result.ok and not result.timed_out
         assert explain_failure(result).startswith("rank(s) 1 exited"), explain_failure(result)
-        result = run_launch(cmd[:-2], timeout_s=240, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        result = launch_and_wait(line, timeout_s=240)
         assert result.ok, explain_failure(result)
         ranks = [json.loads((tmp / "n2" / "ddp" / f"rank{r}.json").read_text()) for r in range(2)]
         assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["losses"] == ranks[1]["losses"]

@@ -81,7 +81,7 @@ def test_a_recorded_ledger_peak_that_differs_from_the_header_fails_the_check(tmp
 
 def test_a_fixed_training_run_ignores_the_step_knobs():
     t4 = PROFILES["t4"]
-    fixed = predict_runtime("04_lora_math", t4)["training"]  # two runs of 8 steps on every profile
+    fixed = predict_runtime("04_lora_math", t4)["training"]  # two runs of compare_steps (8 on every GPU)
     assert fixed > 0
     assert predict_runtime("04_lora_math", dataclasses.replace(t4, max_steps=1, batch_size=1))["training"] == fixed
 

@@ -114,8 +114,9 @@ WORKLOADS = {
     "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4", "chat", 24,
                              train_sequences=2 * 8 * 4,
                              source="LoRA math on one layer (NF4 on a T4, 16-bit elsewhere); "
-                                    "two LoRA runs (q, v and all linear) of 8 steps x 4 texts of "
-                                    "<= 24 tokens, whatever the profile; no generation"),
+                                    "two LoRA runs (q, v and all linear, in the top 4 layers) of "
+                                    "compare_steps (8 on every GPU) steps x 4 texts of <= 24 tokens; "
+                                    "no generation"),
     "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
                                     source="NF4 load, three layers from the checkpoint"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, 384,

@@ -1,17 +1,16 @@
 """Lesson 11's training script: the same LoRA run on every process that ``accelerate launch`` starts.
 
-    accelerate launch --num_processes 2 --cpu --multi_gpu scale_out_train.py --config run.json --mode ddp
+    accelerate launch --num_processes 2 --multi_gpu scale_out_train.py --config run.json --mode ddp
 
-With several processes the launcher sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
-in each process's environment; with one (a single GPU, ``--num_processes 1``) it starts the script
-plainly and sets none of them, and the script runs as rank 0 of a group of one
-(``course_utils.distributed.process_rank``). The script joins the process group, loads the model
-and the LoRA adapter from the config file the notebook wrote, wraps the model for
-``--mode ddp`` (a full replica per process,
-gradients all-reduced) or ``--mode fsdp`` (FSDP2 ``fully_shard``: every parameter split across the
-processes), trains, and writes what each rank measured to ``<out>/rank<r>.json``. The fsdp run also
-gathers the LoRA weights once onto rank 0 and saves them as an adapter, with the logits of a probe
-batch to compare against a single-process reload.
+Each process runs ``main``: join the process group, load the model with the same seeded adapter, wrap it
+(``replicate``: DDP, a full copy per process; ``shard``: FSDP2, every parameter split across the
+processes), train on its slice of each global batch (``course_utils.distributed.train_steps``) and write
+what it measured to ``<out>/<mode>/rank<r>.json``. The fsdp run also gathers the LoRA weights once onto
+rank 0 and saves them as an adapter, with the logits of a probe batch to compare against a reload.
+
+With several processes the launcher sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; with
+one (a single GPU) it starts the script plainly and sets none of them, and the script runs as rank 0 of
+a group of one (``course_utils.distributed.process_rank``).
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from course_utils import load_model
 from course_utils.distributed import (
     add_seeded_lora,
     held_bytes,
+    local_bytes,
     lora_loss,
     process_rank,
     rank_slice,
@@ -39,7 +39,8 @@ from course_utils.distributed import (
 
 
 def log(rank: int, text: str) -> None:
-    print(f"[rank {rank}] {text}", flush=True)
+    """Print one line as one write: the processes share the launcher's pipe (``python -u``, unbuffered)."""
+    print(f"[rank {rank}] {text}\n", end="", flush=True)
 
 
 def ddp_probe(model, blocks, cfg, rank, world, device) -> dict:
@@ -90,20 +91,42 @@ def ddp_probe(model, blocks, cfg, rank, world, device) -> dict:
     return out
 
 
-def shard(model, cfg):
-    """FSDP2: shard each decoder layer, then the rest (embeddings, final norm, head) at the root.
+def replicate(model, device):
+    """DDP: a full copy of the model per process; ``backward`` all-reduces (averages) the gradients."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
 
-    ``reshard_after_forward=False`` keeps a layer's gathered weights from forward until its backward:
-    one all-gather per layer and step instead of two, for more memory during the step. After the
-    backward every layer is resharded either way.
+    return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def shard(model, reshard_after_forward: bool):
+    """FSDP2: split each decoder layer's parameters across the processes, then the rest at the root.
+
+    In each step a layer's full weights are all-gathered just before it runs and freed again: after
+    its forward (``reshard_after_forward=True``), or after its backward (``False``: one all-gather per
+    layer and step instead of two, for more memory during the step). Gradients are reduce-scattered,
+    so each process keeps, and the optimizer updates, only its own shard.
     """
     from torch.distributed.fsdp import fully_shard
 
-    if cfg["shard_layers"]:
-        for layer in model.base_model.model.model.layers:
-            fully_shard(layer, reshard_after_forward=cfg["reshard_after_forward"])
-    fully_shard(model, reshard_after_forward=cfg["reshard_after_forward"])
+    for layer in model.base_model.model.model.layers:
+        fully_shard(layer, reshard_after_forward=reshard_after_forward)
+    fully_shard(model, reshard_after_forward=reshard_after_forward)  # embeddings, final norm, head
     return model
+
+
+def watch_gathered_params(model) -> tuple[dict, list]:
+    """Record the most parameter bytes this process holds when a decoder layer starts its forward.
+
+    Hooked after ``fully_shard``, so each look comes after FSDP has all-gathered that layer: the bytes
+    count the local shards plus every layer gathered at that moment. Returns the record and the hooks.
+    """
+    seen = {"max_param_bytes": 0}
+
+    def look(module, args):
+        held = sum(local_bytes(p) for p in {id(p): p for p in model.parameters()}.values())
+        seen["max_param_bytes"] = max(seen["max_param_bytes"], held)
+
+    return seen, [layer.register_forward_pre_hook(look) for layer in model.base_model.model.model.layers]
 
 
 def save_gathered_adapter(model, out_dir: Path, rank: int) -> dict:
@@ -121,6 +144,23 @@ def save_gathered_adapter(model, out_dir: Path, rank: int) -> dict:
     return {"gathered_tensors": len(full), "gather_s": time.perf_counter() - t0}
 
 
+def join(cfg: dict, fail_rank: int) -> tuple[int, int, torch.device]:
+    """Join the process group (rank 0 opens it at MASTER_ADDR:MASTER_PORT); return rank, world, device."""
+    rank, world, local_rank = process_rank()  # (0, 1, 0) under accelerate's one-process launcher
+    device = torch.device(f"cuda:{local_rank}" if cfg["device"] == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(seconds=cfg["collective_timeout_s"])
+    dist.init_process_group(cfg["backend"], timeout=timeout, rank=rank, world_size=world)
+    log(rank, f"joined: world size {dist.get_world_size()}, backend {dist.get_backend()}, device {device}")
+    if fail_rank >= world:
+        log(rank, f"--fail-rank {fail_rank} names no rank of {world}: nothing fails on purpose")
+    if rank == fail_rank:
+        raise RuntimeError(f"rank {rank} fails on purpose (--fail-rank), before the first collective")
+    dist.barrier()
+    return rank, world, device
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--config", type=Path, required=True, help="JSON written by the notebook")
@@ -131,41 +171,32 @@ def main(argv=None) -> None:
     out_dir = Path(cfg["out_dir"]) / args.mode
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    rank, world, local_rank = process_rank()  # (0, 1, 0) under accelerate's one-process launcher
-    device = torch.device(f"cuda:{local_rank}" if cfg["device"] == "cuda" else "cpu")
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    timeout = datetime.timedelta(seconds=cfg["collective_timeout_s"])
-    dist.init_process_group(cfg["backend"], timeout=timeout, rank=rank, world_size=world)
-    log(rank, f"joined: world size {dist.get_world_size()}, backend {dist.get_backend()}, device {device}")
-    if args.fail_rank >= world:
-        log(rank, f"--fail-rank {args.fail_rank} names no rank of {world}: nothing fails on purpose")
-    if rank == args.fail_rank:
-        raise RuntimeError(f"rank {rank} fails on purpose (--fail-rank), before the first collective")
-    dist.barrier()
-
-    dtype = getattr(torch, cfg["dtype"])
-    base = load_model(cfg["model_id"], dtype=dtype, device_map={"": str(device)})
+    rank, world, device = join(cfg, args.fail_rank)
+    base = load_model(cfg["model_id"], dtype=getattr(torch, cfg["dtype"]), device_map={"": str(device)})
     model = add_seeded_lora(base, cfg["lora_r"], cfg["lora_alpha"], cfg["target_modules"], cfg["seed"])
-    blocks = torch.load(cfg["data_path"])
     if args.mode == "ddp":
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(model, device_ids=[local_rank] if device.type == "cuda" else None)
-    else:
-        model = shard(model, cfg)
+        model = replicate(model, device)
+    else:  # the launch's --fsdp_reshard_after_forward, handed on by accelerate in the environment
+        model = shard(model, os.environ.get("FSDP_RESHARD_AFTER_FORWARD", "true") == "true")
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg["learning_rate"])
+    blocks = torch.load(cfg["data_path"])  # every process reads all rows; train_steps takes its slice
     steps = cfg["steps"][args.mode]
+    if args.mode == "fsdp":  # the parameter bytes during the forward, with the gathered layers
+        gathered, hooks = watch_gathered_params(model)
     losses, seconds = train_steps(model, optimizer, blocks, steps, cfg["batch_size"], rank, world, device)
+
     result = {"rank": rank, "world_size": world, "mode": args.mode, "losses": losses, "step_s": seconds,
               "held": held_bytes(model, optimizer),
               "launcher_env": {k: os.environ.get(k) for k in ("ACCELERATE_USE_FSDP", "FSDP_VERSION",
-                                                               "OMP_NUM_THREADS", "MASTER_PORT")}}
+                                                               "FSDP_RESHARD_AFTER_FORWARD", "MASTER_PORT")}}
     log(rank, f"{args.mode}: trained {steps} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
               f"median step {statistics.median(seconds):.2f} s")
     if args.mode == "ddp":
         result["probe"] = ddp_probe(model, blocks, cfg, rank, world, device)
     else:
+        result["params_in_step"] = gathered["max_param_bytes"]
+        for hook in hooks:
+            hook.remove()
         result.update(save_gathered_adapter(model, out_dir, rank))
         model.eval()
         with torch.no_grad():  # every rank runs the forward: each layer's weights are all-gathered
