@@ -106,7 +106,7 @@ def completion_scores(model, tokenizer, records: list[dict], batch_size: int = 4
     of the first k records, ``(tokens, vocab)`` each, to compare two models on the same positions.
     Records are batched by length (less padding); the results are in the order of ``records``.
 
-    Taught in lesson 07, section «12 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
+    Taught in lesson 08, section «4 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
     """
     import numpy as np
     import torch

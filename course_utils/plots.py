@@ -112,7 +112,7 @@ def tradeoff(points: Mapping[str, Mapping[str, float]], xlabel: str, ylabel: str
     ``points`` maps a name to ``x``, ``before``, ``after`` and the ``low``/``high`` ends of an interval
     around ``after``: a hollow marker before, a filled one after with its interval, an arrow between.
 
-    Taught in lesson 07, section «12 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
+    Taught in lesson 08, section «4 · LoRA, int8-LoRA or QLoRA: what the 4 bits cost».
     """
     fig, ax = _figure((6.5, 4))
     for k, (name, pt) in enumerate(points.items()):

@@ -69,7 +69,7 @@ def test_rehearsal_keeps_the_recipe_and_changes_only_models_and_counts(gpu):
     for knob in ("dtype_name", "max_seq_len", "batch_size", "grad_accum", "gpu_memory_gb", "host_ram_gb"):
         assert getattr(rehearsal, knob) == getattr(real, knob), knob
     assert rehearsal.max_steps < real.max_steps and rehearsal.n_train < real.n_train
-    assert 2 <= rehearsal.compare_steps < real.compare_steps  # 07's comparison: seconds per step needs 2
+    assert 2 <= rehearsal.compare_steps < real.compare_steps  # 08's comparison: seconds per step needs 2
     for role in ("chat", "chinese_chat", "fused_qkv", "small_chat"):
         assert rehearsal.model_id(role) == TINY_PREFIX + real.model_id(role)
         assert rehearsal.real_model_id(role) == real.model_id(role)

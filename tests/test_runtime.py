@@ -89,12 +89,12 @@ def test_a_fixed_training_run_ignores_the_step_knobs():
 def test_comparison_runs_count_and_the_16bit_arm_is_skipped_on_a_t4():
     for gpu in ("t4", "a100"):
         prof = PROFILES[gpu]
-        with_arms = predict_runtime("07_qlora_llama", prof)["training"]
-        without = predict_runtime("07_qlora_llama", dataclasses.replace(prof, compare_steps=0, n_eval=0))["training"]
+        with_arms = predict_runtime("08_qlora_cost_and_merge", prof)["training"]
+        without = predict_runtime("08_qlora_cost_and_merge", dataclasses.replace(prof, compare_steps=0, n_eval=0))["training"]
         assert with_arms > without
     t4 = PROFILES["t4"]
     roomy = dataclasses.replace(t4, gpu_memory_gb=40.0)  # the same recipe with room for the 16-bit arm
-    assert predict_runtime("07_qlora_llama", roomy)["training"] > predict_runtime("07_qlora_llama", t4)["training"]
+    assert predict_runtime("08_qlora_cost_and_merge", roomy)["training"] > predict_runtime("08_qlora_cost_and_merge", t4)["training"]
 
 
 def test_a_load_count_that_differs_from_the_rehearsals_fails_the_check(tmp_path, capsys):

@@ -70,7 +70,7 @@ def recorded_loads(directory: Path) -> dict:
         if "loads" not in data:
             continue
         model = main_model_id(notebook, PROFILES[data["target"]])
-        # a checkpoint the notebook saved itself (07's merged model under outputs/) is a load of its model too
+        # a checkpoint the notebook saved itself (08's merged model under outputs/) is a load of its model too
         found.setdefault(notebook, {})[data["target"]] = sum(
             n for m, n in data["loads"].items() if m == model or m.startswith("outputs/"))
     return found

@@ -54,7 +54,7 @@ class Profile:
     n_train: int = 64  # training examples
     n_eval: int = 16  # held-out examples
     max_steps: int = 20  # optimizer steps of one training run
-    compare_steps: int = 4  # optimizer steps of each arm of a side-by-side comparison (07: LoRA/int8/QLoRA)
+    compare_steps: int = 4  # optimizer steps of each arm of a side-by-side comparison (08: LoRA/int8/QLoRA)
     batch_size: int = 4
     grad_accum: int = 1
     max_new_tokens: int = 64

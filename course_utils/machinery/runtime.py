@@ -70,10 +70,11 @@ class Workload:
     processes: int | dict = 1  # processes that each load the model (10: one per GPU; a dict as for loads)
     train_sequences: int = 0  # sequences trained in all, when a notebook's runs ignore the profile's steps
     source: str = ""
-    # extra LoRA runs of `profile.compare_steps` steps, one per base format (07: None = 16-bit, int8, nf4),
+    # extra LoRA runs of `profile.compare_steps` steps, one per base format (08: None = 16-bit, int8, nf4),
     # each scoring `n_eval` held-out sequences before and after; a 16-bit base whose weights alone exceed
     # the GPU is skipped, as the notebook's ledger skips it
     compare: tuple = ()
+    compare_role: str | None = None  # the role the arms train (default: train_role)
     compare_batch: int = 2
     compare_tokens_per_seq: int = 0
     compare_heldout: int = 32  # held-out sequences each arm scores (at most the profile's n_eval)
@@ -124,14 +125,20 @@ WORKLOADS = {
                               source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
                               "problems and accuracy by generation, before and after; reload"),
     "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.0, "chat", "3", 2,
-                               loads={"t4": 5, "default": 11}, score_sequences="n_eval",
+                               loads=3, score_sequences="n_eval",
                                score_tokens_per_seq=400, score_passes=2,
                                source="guanaco chats ≈ 400 tokens; interrupted at half and resumed "
-                               "(max_steps in all); held-out loss before and after; NF4 and FP4 reloads; "
-                               "merge and its reload (not on a T4); then 16-bit/int8/NF4 arms on chats "
-                               "<= 256 tokens (≈ 150), each loaded and merged into the 16-bit weights "
-                               "where they fit (not on a T4)",
-                               compare=(None, "int8", "nf4"), compare_tokens_per_seq=150),
+                               "(max_steps in all); held-out loss before and after; NF4 and FP4 reloads"),
+    "08_qlora_cost_and_merge": Workload(("chat", "small_chat"), "nf4", "small_chat", 256, 2.0,
+                                        gen_role="chat", gen_sequences="1", gen_passes=1,
+                                        loads={"t4": 2, "default": 8},
+                                        source="SmolLM2-135M trained twice (LoRA, full) on 256-token "
+                                        "GSM8K blocks; 16-bit/int8/NF4 arms on guanaco chats <= 256 tokens "
+                                        "(≈ 150), each loaded and merged into the 16-bit weights where they "
+                                        "fit (not on a T4); the NF4 arm merged into its dequantized base and "
+                                        "reloaded (not on a T4)",
+                                        compare=(None, "int8", "nf4"), compare_role="chat",
+                                        compare_tokens_per_seq=150),
     "09_persona_sft_zhenhuan": Workload(("chinese_chat",), None, "chinese_chat", 300, 1.0, "chinese_chat",
                                         "n_eval", 3, loads=2, score_sequences="n_eval",
                                         score_tokens_per_seq=300, score_passes=2,
@@ -222,7 +229,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         flops = 2 * n_params(roles[0]) * n * w.score_tokens_per_seq * w.score_passes
         score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
     for quant in w.compare:
-        params = n_params(w.train_role)
+        params = n_params(w.compare_role or w.train_role)
         if quant is None and params * 2 > profile.gpu_memory_gb * 1e9:
             continue
         tokens = profile.compare_steps * w.compare_batch * profile.grad_accum * w.compare_tokens_per_seq
