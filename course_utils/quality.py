@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 
 import torch
 import torch.nn.functional as F
+
+from .data import SAMPLE_DIR, read_jsonl
 
 # Modules of Python's standard library whose docstrings serve as general English text: written by
 # people, present on every machine, never in the course's training data. (The exact text varies a
@@ -35,6 +38,20 @@ def general_text(n_passages: int = 48, min_words: int = 40) -> list[str]:
             if len(passages) >= n_passages:
                 return passages
     return passages
+
+
+def heldout_texts(n_qa: int = 11) -> list[str]:
+    """Return independent held-out texts: each section of the course's fictional handbook (text no model
+    was trained on), then the first ``n_qa`` short Q&A rows the course wrote, their chat tags removed.
+
+    One number per text (its NLL, its KL) makes the texts the units of a paired bootstrap: resampling
+    texts, not the correlated tokens inside one text.
+    """
+    handbook = (SAMPLE_DIR / "rag_handbook.md").read_text(encoding="utf-8")
+    sections = re.split(r"\n(?=## )", handbook)[1:]  # drop the title
+    qa = [" ".join(re.sub(r"</?s>|\[/?INST\]", " ", row["text"]).split())
+          for row in read_jsonl(SAMPLE_DIR / "guanaco_sample.jsonl")]
+    return [s.strip() for s in sections] + qa[:n_qa]
 
 
 def _right_padded_batches(model, tokenizer, texts: list[str], max_len: int, batch_size: int):
@@ -116,7 +133,7 @@ def fake_quantize_linears(model, quantize=symmetric_int4, skip=("lm_head",)) -> 
     a real 4-bit kernel would (same rounded weights) without a special kernel. The head stays as
     bitsandbytes keeps it, in full precision.
 
-    Taught in lesson 03, section «4 · Full precision: load, summarise, answer, time».
+    Taught in lesson 05, section «10 · NF4, FP4 and int4 on a real model's held-out text».
     """
     n = 0
     for name, module in model.named_modules():

@@ -1,9 +1,11 @@
 import pytest
 import torch
 
+from course_utils.data import SAMPLE_DIR
 from course_utils.quality import (
     fake_quantize_linears,
     general_text,
+    heldout_texts,
     mean_kl,
     next_token_logprobs,
     sequence_nll,
@@ -15,6 +17,16 @@ def test_general_text_is_english_passages():
     texts = general_text(20)
     assert len(texts) == 20 and len(set(texts)) == 20
     assert all(len(t.split()) >= 40 for t in texts)
+
+
+def test_heldout_texts_are_the_handbook_sections_then_the_qa_rows():
+    handbook = (SAMPLE_DIR / "rag_handbook.md").read_text(encoding="utf-8")
+    n_sections = handbook.count("\n## ")  # counted on the file, not by the helper's split
+    texts = heldout_texts(5)
+    assert len(texts) == n_sections + 5 and len(set(texts)) == len(texts)
+    assert all(t.startswith("## ") and t in handbook for t in texts[:n_sections])
+    assert not any(tag in t for t in texts[n_sections:] for tag in ("<s>", "</s>", "[INST]", "[/INST]"))
+    assert heldout_texts(11)[:n_sections + 5] == texts  # more Q&A rows extend the list, in order
 
 
 def test_symmetric_int4_uses_15_levels_and_keeps_zero():

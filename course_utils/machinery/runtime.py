@@ -107,18 +107,20 @@ WORKLOADS = {
                                gen_role="chat", gen_sequences="48",
                                gen_passes=3, source="zero-shot, few-shot and RAG, 8 test items per label"),
     "03_8bit_loading": Workload(("chat",), "int8", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                loads={"t4": 1, "default": 6}, score_sequences="1", score_tokens_per_seq=256,
-                                score_passes=6, source="int8 load, outlier statistics, a short chat; "
-                                "every format scored on 255 held-out tokens, a load per format where the "
-                                "16-bit reference fits (six), the int8 load alone on a T4"),
+                                loads={"t4": 1, "default": 2}, score_sequences="24", score_tokens_per_seq=40,
+                                score_passes=2, source="16-bit and int8 loads, each with a short chat and "
+                                "24 held-out texts of 40 tokens scored (outlier statistics); the int8 load "
+                                "alone on a T4, where the 16-bit reference does not fit"),
     "04_lora_math": Workload({"t4": ("chat_nf4",), "default": ("chat",)}, "nf4", "chat", 24,
                              train_sequences=2 * 8 * 4,
                              source="LoRA math on one layer (NF4 on a T4, 16-bit elsewhere); "
                                     "two LoRA runs (q, v and all linear, in the top 4 layers) of "
                                     "compare_steps (8 on every GPU) steps x 4 texts of <= 24 tokens; "
                                     "no generation"),
-    "05_nf4_quantization": Workload(("chat",), "nf4", gen_role="chat", gen_sequences="3", gen_passes=1,
-                                    source="NF4 load, three layers from the checkpoint"),
+    "05_nf4_quantization": Workload(("chat", "chinese_chat"), "nf4", gen_role="chat", gen_sequences="3",
+                                    gen_passes=1, source="NF4 load, three layers from the checkpoint; then "
+                                    "Qwen2.5-1.5B in six formats, each scoring 24 held-out texts of "
+                                    "40 tokens (seconds: left out, as are its five extra loads)"),
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, 384,
                               loads=3,
                               score_sequences="heldout", score_tokens_per_seq=250, score_passes=2,
