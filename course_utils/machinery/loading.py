@@ -301,3 +301,22 @@ def load_model(model_id: str, quantization: str | None = None, dtype: torch.dtyp
     return model
 
 
+
+
+def checkpoint_tensor(model_id: str, name: str) -> torch.Tensor:
+    """Read one tensor of ``model_id``'s checkpoint from its safetensors files, without loading the model.
+
+    A sharded checkpoint names the shard of each tensor in ``model.safetensors.index.json``; an unsharded
+    one keeps everything in ``model.safetensors``. Lessons 07 and 08 compare a quantized layer with these
+    original weights, which a second full-precision copy of an 8B model on a T4 could not give them.
+    """
+    import json
+
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    src = resolve_model(model_id)
+    index = cached_file(src, "model.safetensors.index.json", _raise_exceptions_for_missing_entries=False)
+    shard = json.loads(Path(index).read_text())["weight_map"][name] if index else "model.safetensors"
+    with safe_open(cached_file(src, shard), framework="pt") as f:
+        return f.get_tensor(name)
