@@ -124,7 +124,7 @@ WORKLOADS = {
     "06_lora_gsm8k": Workload(("chat",), "int8", "chat", 250, 1.0, "chat", "n_eval", 2, 32, 384,
                               loads=3,
                               score_sequences="heldout", score_tokens_per_seq=250, score_passes=2,
-                              source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 100 held-out "
+                              source="GSM8K question + answer ≈ 250 tokens; answer NLL on ≥ 48 held-out "
                               "problems and accuracy by generation, before and after; reload"),
     "07_qlora_llama": Workload(("chat",), "nf4", "chat", 400, 1.0, "chat", "3", 2,
                                loads=3, score_sequences="n_eval",
@@ -146,8 +146,8 @@ WORKLOADS = {
                                         score_tokens_per_seq=300, score_passes=2,
                                         source="huanhuan.json exchanges ≈ 300 tokens; "
                                         "answers before, after, and without the name"),
-    "10_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "62", 2,
-                                       loads=4, source="3 epochs of short sentences, 62 held out (12 + 50 "
+    "10_custom_lora_chatglm": Workload(("fused_qkv",), None, "fused_qkv", 64, 1.0, "fused_qkv", "40", 2,
+                                       loads=4, source="3 epochs of short sentences, 40 held out (12 + 28 "
                                        "written); two NF4 loads"),
     "11_scale_out": Workload(("chinese_chat",), None, "chinese_chat", 32, 0.75, loads=3,
                              processes={"t4": 2, "default": 8},
@@ -226,7 +226,7 @@ def predict_runtime(notebook: str, profile: Profile) -> dict[str, float]:
         train = train_seconds(n_params(w.train_role), tokens, w.quant, profile.target) / 60
     score = 0.0
     if w.score_passes:
-        n = {"n_eval": profile.n_eval, "heldout": max(100, profile.n_eval)}.get(w.score_sequences)
+        n = {"n_eval": profile.n_eval, "heldout": max(48, profile.n_eval)}.get(w.score_sequences)
         n = int(w.score_sequences) if n is None else n
         flops = 2 * n_params(roles[0]) * n * w.score_tokens_per_seq * w.score_passes
         score = flops / (gpu["peak_tflops"] * 1e12 * MFU[w.quant]) / 60
